@@ -1,0 +1,380 @@
+"""Authentication for ``requests``: OAuth 2.0 client credentials (M2M) and token-based authentication.
+
+Each scheme is one ``requests.auth.AuthBase``: the client attaches it to every request and tells it about a
+401 through :meth:`on_unauthorized`, which says whether sending the request again can help.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
+
+import requests
+from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256
+from requests_oauthlib import OAuth1
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from airflow_provider_netsuite.core.assertion import build_client_assertion
+from airflow_provider_netsuite.core.config import ConnectionConfig
+from airflow_provider_netsuite.core.errors import NetSuiteConfigError, NetSuiteTokenError
+from airflow_provider_netsuite.core.tokens import (
+    PROCESS_TOKEN_CACHE,
+    AccessToken,
+    FileTokenCache,
+    TokenCache,
+    TokenCacheKey,
+)
+
+log = logging.getLogger(__name__)
+
+SecretMasker = Callable[[str], None]
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+DEFAULT_EXPIRES_IN = 3600
+TOKEN_ENDPOINT_ATTEMPTS = 4
+_DESCRIPTION_CHARS = 300
+
+_CHECK_MAPPING = (
+    "the M2M mapping for this certificate ID exists in Setup > Integration > OAuth 2.0 Client Credentials "
+    "(M2M) Setup, with the right entity and role (a sandbox refresh wipes these mappings, and they are not "
+    "copied to sandboxes)"
+)
+_CHECK_CERTIFICATE = "the certificate is not expired or revoked, and the private key matches it"
+_CHECK_INTEGRATION = (
+    "the integration record is enabled, has the Client Credentials (Machine to Machine) grant checked, and "
+    "its client ID is the one configured"
+)
+_CHECK_ALGORITHM = (
+    "the key is RSA 3072/4096 (PS256) or EC P-256/P-384/P-521 (ES256/384/512); RS256 is refused"
+)
+_CHECK_CLOCK = (
+    "the host clock is right (NetSuite checks iat/exp; sync with NTP) and assertion_lifetime <= 3600"
+)
+_CHECK_SCOPES = (
+    "the scopes match the integration record's checked scopes (REST web services = rest_webservices, "
+    "RESTlets = restlets, SuiteAnalytics Connect = suite_analytics); try scope_format 'string' or 'array'"
+)
+_CHECK_ROLE = "the mapped role has the permission 'Log in using OAuth 2.0 Access Tokens'"
+_CHECK_HOST = (
+    "account_id and base_url point at NetSuite's token endpoint for this account (production and sandbox are "
+    "different accounts)"
+)
+_CHECK_AUDIT = "NetSuite's Login Audit Trail (Setup > Users/Roles > User Management) shows the exact reason"
+
+CAUSES = {
+    "invalid_client": (_CHECK_INTEGRATION, _CHECK_HOST, _CHECK_MAPPING),
+    "invalid_grant": (
+        _CHECK_MAPPING,
+        _CHECK_CERTIFICATE,
+        _CHECK_ALGORITHM,
+        _CHECK_CLOCK,
+        _CHECK_ROLE,
+        _CHECK_HOST,
+    ),
+    "unauthorized_client": (_CHECK_INTEGRATION, _CHECK_ROLE, _CHECK_MAPPING),
+    "invalid_scope": (_CHECK_SCOPES, _CHECK_INTEGRATION),
+    "invalid_request": (_CHECK_HOST, _CHECK_CLOCK, "no proxy rewrites the form body of the token request"),
+    "unsupported_grant_type": (_CHECK_INTEGRATION, _CHECK_HOST),
+    "html_response": (
+        _CHECK_HOST,
+        "no proxy or firewall answers in NetSuite's place",
+        "the REST Web Services feature is enabled in the account",
+    ),
+    "invalid_response": (_CHECK_HOST, "no proxy or firewall answers in NetSuite's place"),
+}
+_DEFAULT_CAUSES = (
+    _CHECK_INTEGRATION,
+    _CHECK_MAPPING,
+    _CHECK_CERTIFICATE,
+    _CHECK_ALGORITHM,
+    _CHECK_CLOCK,
+    _CHECK_SCOPES,
+    _CHECK_ROLE,
+)
+
+
+class _TransientTokenFailure(Exception):
+    """A token endpoint failure worth retrying (network error, 429, 5xx)."""
+
+
+def _noop_masker(_: str) -> None:
+    return None
+
+
+class ClientCredentialsAuth(requests.auth.AuthBase):
+    """Authenticate with an OAuth 2.0 access token minted by the client credentials (M2M) grant.
+
+    Tokens are cached process-wide (and across processes with ``token_cache_dir``) and refreshed
+    ``token_refresh_margin`` seconds before expiry. Token endpoint refusals are configuration problems and
+    are never retried; network errors and 5xx answers are retried a few times.
+
+    :param config: a validated connection configuration using ``oauth2_client_credentials``.
+    :param session: session used to call the token endpoint.
+    :param token_cache: in-memory cache; default: the process-wide one.
+    :param secret_masker: called with every assertion and access token before anything could log it.
+    :param sleep: sleep function used between token endpoint retries (tests replace it).
+    """
+
+    def __init__(
+        self,
+        config: ConnectionConfig,
+        session: requests.Session | None = None,
+        *,
+        token_cache: TokenCache | None = None,
+        secret_masker: SecretMasker | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if config.is_tba or config.signing_key is None:
+            raise NetSuiteConfigError(
+                "ClientCredentialsAuth needs an oauth2_client_credentials connection.", field="auth_type"
+            )
+        self.config = config
+        self.session = session or requests.Session()
+        self.token_cache = token_cache if token_cache is not None else PROCESS_TOKEN_CACHE
+        self.secret_masker = secret_masker or _noop_masker
+        self.sleep = sleep
+        self.mints = 0
+        self.cache_key = TokenCacheKey(
+            config.account_id,
+            config.client_id or "",
+            config.certificate_id or "",
+            config.scopes,
+            config.base_url,
+        )
+        self.file_cache = (
+            FileTokenCache(config.token_cache_dir, config.signing_key.secret_bytes())
+            if config.token_cache_dir
+            else None
+        )
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"ClientCredentialsAuth(account_id={c.account_id!r}, client_id={c.client_id!r})"
+
+    def identity(self) -> str:
+        """Return ``account ..., client ID ..., certificate ID ...`` for messages (nothing secret)."""
+        c = self.config
+        return f"account {c.account_id}, client ID {c.client_id}, certificate ID {c.certificate_id}"
+
+    def token(self) -> AccessToken:
+        """Return a valid access token, minting one only when no cached token is fresh enough."""
+        margin = self.config.token_refresh_margin
+        mint = self._mint
+        if self.file_cache is not None:
+            file_cache = self.file_cache
+
+            def mint() -> AccessToken:
+                return file_cache.get(self.cache_key, self._mint, margin)
+
+        token = self.token_cache.get(self.cache_key, mint, margin)
+        self.secret_masker(token.value)
+        return token
+
+    def current_token(self) -> AccessToken | None:
+        """Return the token this thread last attached to a request."""
+        return getattr(self._local, "token", None)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        token = self.token()
+        self._local.token = token
+        request.headers["Authorization"] = f"Bearer {token.value}"
+        return request
+
+    def on_unauthorized(self, token: AccessToken | None = None) -> bool:
+        """Drop ``token`` (default: this thread's last one) after a 401; return True: a new token may help."""
+        token = token or self.current_token()
+        self.token_cache.invalidate(self.cache_key, token)
+        if self.file_cache is not None:
+            self.file_cache.invalidate(self.cache_key, token)
+        return True
+
+    def _mint(self) -> AccessToken:
+        token_url = self.config.token_url
+        assertion = build_client_assertion(
+            self.config.signing_key,
+            client_id=self.config.client_id or "",
+            certificate_id=self.config.certificate_id or "",
+            token_url=token_url,
+            scopes=self.config.scopes,
+            scope_format=self.config.scope_format,
+            lifetime=self.config.assertion_lifetime,
+        )
+        self.secret_masker(assertion)
+        form = {
+            "grant_type": "client_credentials",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion,
+        }
+
+        retrying = Retrying(
+            stop=stop_after_attempt(TOKEN_ENDPOINT_ATTEMPTS),
+            wait=wait_random_exponential(multiplier=0.5, max=10),
+            retry=retry_if_exception_type(_TransientTokenFailure),
+            before_sleep=self._log_retry,
+            sleep=self.sleep,
+            reraise=True,
+        )
+        try:
+            response = retrying(self._post, token_url, form)
+        except _TransientTokenFailure as exc:
+            raise NetSuiteTokenError(
+                f"The NetSuite token endpoint {token_url} did not answer usefully after "
+                f"{TOKEN_ENDPOINT_ATTEMPTS} attempts ({exc}) for {self.identity()}. It may be down or "
+                "unreachable from this host; try again later.",
+                error="temporarily_unavailable",
+            ) from None
+        token = self._parse_success(response)
+        self.secret_masker(token.value)
+        self.mints += 1
+        log.info(
+            "Minted a NetSuite access token for account %s, client ID %s, certificate ID %s; expires at %s",
+            self.config.account_id,
+            self.config.client_id,
+            self.config.certificate_id,
+            dt.datetime.fromtimestamp(token.expires_at, dt.timezone.utc).isoformat(timespec="seconds"),
+        )
+        return token
+
+    def _post(self, token_url: str, form: dict[str, str]) -> requests.Response:
+        try:
+            response = self.session.post(
+                token_url,
+                data=form,
+                headers={"Accept": "application/json"},
+                timeout=self.config.timeout,
+                verify=self.config.verify_tls,
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _TransientTokenFailure(type(exc).__name__) from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _TransientTokenFailure(f"HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise self._token_error(response)
+        return response
+
+    @staticmethod
+    def _log_retry(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "Token endpoint failed (%s); retrying in %.1f s (attempt %d)", exc, wait, state.attempt_number
+        )
+
+    def _parse_success(self, response: requests.Response) -> AccessToken:
+        body = _json_object(response)
+        if body is None:
+            raise self._token_error(response)
+        value = body.get("access_token")
+        token_type = body.get("token_type", "Bearer")
+        if not isinstance(value, str) or not value or str(token_type).lower() != "bearer":
+            raise self._build_error(
+                "invalid_response", response.status_code, "the answer has no bearer access_token"
+            )
+        try:
+            expires_in = float(body.get("expires_in", DEFAULT_EXPIRES_IN))
+        except (TypeError, ValueError):
+            expires_in = DEFAULT_EXPIRES_IN
+        now = time.time()
+        return AccessToken(value=value, expires_at=now + max(expires_in, 1.0), issued_at=now)
+
+    def _token_error(self, response: requests.Response) -> NetSuiteTokenError:
+        body = _json_object(response)
+        if body is not None and isinstance(body.get("error"), str):
+            description = body.get("error_description")
+            return self._build_error(
+                body["error"], response.status_code, str(description) if description else None
+            )
+        content_type = response.headers.get("Content-Type", "").lower()
+        text = (response.text or "").lstrip()[:200].lower()
+        if "html" in content_type or text.startswith(("<!doctype html", "<html")):
+            return self._build_error("html_response", response.status_code, "the answer was an HTML page")
+        return self._build_error(
+            "invalid_response",
+            response.status_code,
+            "the answer was not the JSON NetSuite's token endpoint sends",
+        )
+
+    def _build_error(self, error: str, status: int, description: str | None) -> NetSuiteTokenError:
+        causes = CAUSES.get(error, _DEFAULT_CAUSES)
+        described = f": {description[:_DESCRIPTION_CHARS]}" if description else ""
+        message = (
+            f"NetSuite refused to issue an access token ({error}, HTTP {status}) for {self.identity()} at "
+            f"{self.config.token_url}{described}. Check that: " + "; ".join(causes) + f". {_CHECK_AUDIT}."
+        )
+        return NetSuiteTokenError(message, error=error, status=status)
+
+
+def _json_object(response: requests.Response) -> dict[str, Any] | None:
+    try:
+        body = json.loads(response.content or b"")
+    except (ValueError, TypeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+class TokenBasedAuth(requests.auth.AuthBase):
+    """Sign each request with token-based authentication (OAuth 1.0a, HMAC-SHA256).
+
+    The ``realm`` is the canonical account ID (``1234567_SB1``); NetSuite refuses a lower-case realm.
+
+    :param config: a validated connection configuration using ``tba``.
+    :param secret_masker: called with every ``Authorization`` value and signature before it could be logged.
+    """
+
+    def __init__(self, config: ConnectionConfig, *, secret_masker: SecretMasker | None = None) -> None:
+        if not config.is_tba:
+            raise NetSuiteConfigError("TokenBasedAuth needs a tba connection.", field="auth_type")
+        self.config = config
+        self.secret_masker = secret_masker or _noop_masker
+        for secret in (config.consumer_secret, config.token_secret, config.token_id):
+            if secret:
+                self.secret_masker(secret)
+        self._oauth = OAuth1(
+            client_key=config.consumer_key,
+            client_secret=config.consumer_secret,
+            resource_owner_key=config.token_id,
+            resource_owner_secret=config.token_secret,
+            signature_method=SIGNATURE_HMAC_SHA256,
+            realm=config.account.realm,
+        )
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"TokenBasedAuth(account_id={c.account_id!r}, consumer_key={c.consumer_key!r})"
+
+    def identity(self) -> str:
+        """Return ``account ..., consumer key ...`` for messages (nothing secret)."""
+        return f"account {self.config.account_id}, consumer key {self.config.consumer_key}"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        signed = self._oauth(request)
+        header = signed.headers.get("Authorization")
+        if header:
+            value = header.decode() if isinstance(header, bytes) else header
+            self.secret_masker(value)
+            for part in value.split(","):
+                name, _, quoted = part.strip().partition("=")
+                if name == "oauth_signature":
+                    self.secret_masker(quoted.strip('"'))
+                    self.secret_masker(unquote(quoted.strip('"')))
+        return signed
+
+    def current_token(self) -> None:
+        """Return ``None``: TBA has no access token."""
+        return None
+
+    def on_unauthorized(self, token: Any = None) -> bool:
+        """Return False: TBA credentials do not change, so repeating a refused request cannot help."""
+        return False
