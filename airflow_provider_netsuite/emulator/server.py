@@ -1,0 +1,493 @@
+"""The emulator's HTTP server: NetSuite's token, SuiteQL and governance endpoints, plus admin endpoints.
+
+Every request under ``/services/`` passes one gateway: the fault hook (when faults are configured), then,
+for data endpoints, the concurrency limit with its latency, then authentication (bearer token or TBA).
+Admin endpoints live under ``/_emulator/`` and are not NetSuite's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+
+from airflow_provider_netsuite.emulator import errors
+from airflow_provider_netsuite.emulator.auth import (
+    ASSERTION_TYPE,
+    GRANT_TYPE,
+    REST_SCOPE,
+    TOKEN_PATH,
+    AssertionRejected,
+    AssertionVerifier,
+    Principal,
+    TBAVerifier,
+    TokenIssuer,
+    accepted_audiences,
+    account_realm,
+)
+from airflow_provider_netsuite.emulator.governance import Governor
+from airflow_provider_netsuite.emulator.state import (
+    RegistrationError,
+    RuntimeConfig,
+    StateStore,
+    parse_scopes,
+    register_certificate,
+    register_tba_token,
+)
+
+log = logging.getLogger(__name__)
+
+SUITEQL_PATH = "/services/rest/query/v1/suiteql"
+GOVERNANCE_PATH = "/services/rest/system/v1/governanceLimits"
+COLLECTION_MEDIA_TYPE = "application/vnd.oracle.resource+json; type=collection"
+MAX_LIMIT = 1000
+MAX_RESULTS = 100_000
+AUDIT_TRAIL_SIZE = 200
+
+FaultHook = Callable[[Request, dict[str, Any]], Awaitable[Response | None]]
+
+
+class EmulatorContext:
+    """Everything one running emulator holds: state on disk, settings, tokens, governance, audit trail."""
+
+    def __init__(
+        self, state_dir: str | Path, account_id: str, config: RuntimeConfig, seed: int | None
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.account_id = account_realm(account_id)
+        self.config = config
+        self.store = StateStore(state_dir)
+        self.assertions = AssertionVerifier(self.store, self.account_id)
+        self.tokens = TokenIssuer(self.account_id)
+        self.tba = TBAVerifier(self.store, self.account_id)
+        self.governor = Governor(config, seed=seed)
+        self.audit: deque[dict[str, Any]] = deque(maxlen=AUDIT_TRAIL_SIZE)
+        # Fault injection plugs in here: called for every NetSuite request while config.faults is set;
+        # a returned response is sent instead of the normal one.
+        self.fault_hook: FaultHook | None = None
+        self._engines = threading.local()
+        self._engine_generation = 0
+
+    def record_login(self, kind: str, reason: str, detail: str = "") -> None:
+        """Append one entry to the emulated Login Audit Trail (no secrets in it)."""
+        self.audit.append({"time": time.time(), "kind": kind, "reason": reason, "detail": detail})
+        if reason != "Success":
+            log.info("Login refused (%s): %s %s", kind, reason, detail)
+
+    def engine(self) -> Any:
+        """Return this thread's SuiteQL engine, rebuilt after the database changed."""
+        from airflow_provider_netsuite.emulator.suiteql import SuiteQLEngine
+
+        cached = getattr(self._engines, "value", None)
+        if cached is None or cached[0] != self._engine_generation:
+            cached = (self._engine_generation, SuiteQLEngine(str(self.store.db_path)))
+            self._engines.value = cached
+        return cached[1]
+
+    def database_changed(self) -> None:
+        """Make every thread build a fresh SuiteQL engine on its next query."""
+        self._engine_generation += 1
+
+    def authenticate(self, request: Request) -> Principal | None:
+        """Return who a data request is made as, or ``None`` when its credentials are refused."""
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            principal, reason = self.tokens.check(credentials.strip())
+            kind = "oauth2"
+        elif scheme.lower() == "oauth":
+            self.governor.stats.tba_requests += 1
+            principal, reason = self.tba.verify(request.method, str(request.url), dict(request.headers))
+            kind = "tba"
+        else:
+            principal, reason, kind = None, "MissingCredentials", "none"
+        if principal is not None and REST_SCOPE not in principal.scopes:
+            principal, reason = None, "ScopeMismatched"
+        self.record_login(kind, reason, request.url.path)
+        return principal
+
+
+def create_app(
+    state_dir: str | Path,
+    *,
+    account_id: str = "1234567_SB1",
+    config: RuntimeConfig | None = None,
+    seed: int | None = 42,
+    extensions: Sequence[Callable[[FastAPI, EmulatorContext], None]] = (),
+) -> FastAPI:
+    """Build the emulator application for a state directory.
+
+    :param state_dir: directory holding ``state.json`` and the SQLite database.
+    :param account_id: the account ID the emulator plays (any form; kept upper-case with ``_``).
+    :param config: initial runtime settings.
+    :param seed: seed of the latency jitter.
+    :param extensions: callables that add more routes (record service, async jobs); routes under
+        ``/services/rest/`` automatically pass the concurrency limit and authentication.
+    """
+    context = EmulatorContext(state_dir, account_id, config or RuntimeConfig(), seed)
+    app = FastAPI(title="NetSuite emulator", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.emulator = context
+    _install_gateway(app, context)
+    _install_error_handlers(app)
+    _add_token_route(app, context)
+    _add_data_routes(app, context)
+    _add_admin_routes(app, context)
+    for extension in extensions:
+        extension(app, context)
+    return app
+
+
+def _install_gateway(app: FastAPI, context: EmulatorContext) -> None:
+    @app.middleware("http")
+    async def netsuite_gateway(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if not request.url.path.startswith("/services/"):
+            return await call_next(request)
+        response = None
+        if context.config.faults and context.fault_hook is not None:
+            response = await context.fault_hook(request, context.config.faults)
+        if response is None:
+            if request.url.path == TOKEN_PATH:
+                response = await call_next(request)
+            else:
+                response = await _governed(request, call_next, context)
+        context.governor.record(response.status_code)
+        return response
+
+
+async def _governed(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]], context: EmulatorContext
+) -> Response:
+    async with context.governor.slot() as admitted:
+        if not admitted:
+            return errors.concurrency_limit_response(context.config.retry_after)
+        principal = context.authenticate(request)
+        if principal is None:
+            return errors.invalid_login_response(context.account_id)
+        request.state.principal = principal
+        return await call_next(request)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if not request.url.path.startswith("/services/"):
+            return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+        detail = "The request could not be understood by the server due to malformed syntax."
+        if error.status_code == 404:
+            detail = f"The requested resource {request.url.path} was not found."
+        return errors.error_response(error.status_code, detail, "INVALID_REQUEST", headers=error.headers)
+
+
+def _add_token_route(app: FastAPI, context: EmulatorContext) -> None:
+    @app.post(TOKEN_PATH)
+    async def token(request: Request) -> Response:
+        context.governor.stats.token_requests += 1
+        forced = context.config.token_endpoint_failure
+        if forced:
+            context.record_login("assertion", "Forced", forced)
+            return _forced_token_failure(forced, context.account_id)
+        form = await request.form()
+        problem = _check_token_form(form)
+        if problem is not None:
+            context.record_login("assertion", problem.reason)
+            return errors.oauth_error_response(problem.error, problem.reason, status=problem.status)
+        audiences = accepted_audiences(context.account_id, str(request.base_url))
+        try:
+            certificate, scopes = context.assertions.verify(str(form["client_assertion"]), audiences)
+        except AssertionRejected as rejection:
+            context.record_login("assertion", rejection.reason.split(":")[0], rejection.reason)
+            return errors.oauth_error_response(
+                rejection.error, rejection.reason, status=rejection.status, account_id=context.account_id
+            )
+        lifetime = context.config.token_lifetime
+        access_token = context.tokens.issue(certificate, scopes, lifetime)
+        context.governor.stats.tokens_issued += 1
+        context.record_login("assertion", "Success", certificate.certificate_id)
+        log.info(
+            "Issued an access token to client ID %s (certificate ID %s), valid %d s",
+            certificate.client_id,
+            certificate.certificate_id,
+            lifetime,
+        )
+        body = {"access_token": access_token, "expires_in": lifetime, "token_type": "Bearer"}
+        return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+def _check_token_form(form: Any) -> AssertionRejected | None:
+    """Check the form fields of a client-credentials request; return the problem, if any."""
+    grant_type = form.get("grant_type")
+    if not grant_type:
+        return AssertionRejected("grant_type is missing", error="invalid_request")
+    if grant_type != GRANT_TYPE:
+        return AssertionRejected(f"grant_type must be {GRANT_TYPE}", error="unsupported_grant_type")
+    if form.get("client_assertion_type") != ASSERTION_TYPE:
+        return AssertionRejected(f"client_assertion_type must be {ASSERTION_TYPE}", error="invalid_request")
+    if not form.get("client_assertion"):
+        return AssertionRejected("client_assertion is missing", error="invalid_request")
+    return None
+
+
+def _forced_token_failure(failure: str, account_id: str) -> Response:
+    """Answer the token endpoint the way an administrator forced it to fail."""
+    if failure == "html":
+        page = (
+            "<html><head><title>503 Service Unavailable</title></head><body>Service Unavailable</body></html>"
+        )
+        return HTMLResponse(page, status_code=503)
+    if failure == "non_json":
+        return PlainTextResponse("Service temporarily unavailable, please try again later", status_code=500)
+    if failure == "server_error":
+        return errors.oauth_error_response("server_error", "An unexpected error occurred.", status=500)
+    status = 401 if failure == "invalid_client" else 400
+    return errors.oauth_error_response(
+        failure, "Forced by the emulator", status=status, account_id=account_id
+    )
+
+
+def _add_data_routes(app: FastAPI, context: EmulatorContext) -> None:
+    @app.get(GOVERNANCE_PATH)
+    async def governance_limits() -> Response:
+        return JSONResponse(context.governor.limits())
+
+    @app.post(SUITEQL_PATH)
+    async def suiteql(request: Request) -> Response:
+        return await _run_suiteql(request, context)
+
+
+async def _run_suiteql(request: Request, context: EmulatorContext) -> Response:
+    """Answer one SuiteQL page request."""
+    preferences = [item.strip().lower() for item in request.headers.get("prefer", "").split(",")]
+    if "transient" not in preferences:
+        return errors.error_response(
+            400,
+            "Invalid header value. The Prefer header must be set to 'transient' for SuiteQL queries.",
+            "INVALID_HEADER",
+            header="Prefer",
+        )
+    paging = _paging(request)
+    if isinstance(paging, Response):
+        return paging
+    limit, offset = paging
+    parsed = await _suiteql_body(request)
+    if isinstance(parsed, Response):
+        return parsed
+    query, params = parsed
+    from airflow_provider_netsuite.emulator.suiteql import SuiteQLError
+
+    try:
+        items, total = await run_in_threadpool(_execute, context, query, params, limit, offset)
+    except SuiteQLError as error:
+        return errors.error_response(
+            getattr(error, "status", 400),
+            error.detail,
+            getattr(error, "code", "INVALID_PARAMETER"),
+            query_param="q",
+        )
+    except Exception:
+        error_id = uuid.uuid4().hex[:20]
+        log.exception("SuiteQL query failed unexpectedly (error ID %s)", error_id)
+        return errors.error_response(
+            500, f"An unexpected error occurred. Error ID: {error_id}", "UNEXPECTED_ERROR"
+        )
+    page = _page(str(request.base_url).rstrip("/") + SUITEQL_PATH, items, total, limit, offset)
+    return JSONResponse(page, media_type=COLLECTION_MEDIA_TYPE)
+
+
+def _execute(context: EmulatorContext, query: str, params: list | None, limit: int, offset: int) -> Any:
+    return context.engine().execute(query, params, limit, offset)
+
+
+def _paging(request: Request) -> tuple[int, int] | Response:
+    """Read and check ``limit`` and ``offset``; return them or the 400 response."""
+    limit = _integer(request.query_params.get("limit", str(MAX_LIMIT)))
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
+        return _bad_query_param("limit", "The value must be an integer between 1 and 1000.")
+    offset = _integer(request.query_params.get("offset", "0"))
+    if offset is None or offset < 0:
+        return _bad_query_param("offset", "The value must be an integer greater than or equal to 0.")
+    if offset % limit:
+        return _bad_query_param("offset", "The offset must be divisible by the limit.")
+    if offset >= MAX_RESULTS:
+        return _bad_query_param(
+            "offset", "The offset must be less than 100000; SuiteQL returns at most 100000 results."
+        )
+    return limit, offset
+
+
+def _integer(value: str) -> int | None:
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+def _bad_query_param(name: str, reason: str) -> Response:
+    return errors.error_response(
+        400, f"Invalid query parameter value '{name}'. {reason}", "INVALID_PARAMETER", query_param=name
+    )
+
+
+async def _suiteql_body(request: Request) -> tuple[str, list | None] | Response:
+    """Read ``{"q": ..., "params": [...]}``; return the query and parameters or the 400 response."""
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        return errors.error_response(
+            400,
+            "The request could not be understood by the server due to malformed syntax.",
+            "INVALID_REQUEST",
+        )
+    query = body.get("q") if isinstance(body, dict) else None
+    if not isinstance(query, str) or not query.strip():
+        return errors.error_response(
+            400,
+            "Invalid search query. The request body must contain the query as a non-empty string in 'q'.",
+            "INVALID_PARAMETER",
+            query_param="q",
+        )
+    params = body.get("params")
+    if params is not None and not isinstance(params, list):
+        return errors.error_response(
+            400,
+            "Invalid search query. 'params' must be an array of values.",
+            "INVALID_PARAMETER",
+            query_param="q",
+        )
+    return query, params
+
+
+def _page(base: str, items: list[dict], total: int, limit: int, offset: int) -> dict[str, Any]:
+    """Shape one SuiteQL page with NetSuite's ``links``, ``count``, ``hasMore`` and ``totalResults``."""
+    items = [item if "links" in item else {"links": [], **item} for item in items]
+    has_more = offset + len(items) < total
+    last = max(total - 1, 0) // limit * limit
+    links = []
+    if offset > 0:
+        links.append({"rel": "first", "href": f"{base}?limit={limit}&offset=0"})
+        links.append({"rel": "prev", "href": f"{base}?limit={limit}&offset={max(offset - limit, 0)}"})
+    if has_more:
+        links.append({"rel": "next", "href": f"{base}?limit={limit}&offset={offset + limit}"})
+        links.append({"rel": "last", "href": f"{base}?limit={limit}&offset={last}"})
+    links.append({"rel": "self", "href": f"{base}?limit={limit}&offset={offset}"})
+    return {
+        "links": links,
+        "count": len(items),
+        "hasMore": has_more,
+        "offset": offset,
+        "totalResults": total,
+        "items": items,
+    }
+
+
+def _add_admin_routes(app: FastAPI, context: EmulatorContext) -> None:
+    @app.get("/_emulator/stats")
+    async def stats() -> dict[str, Any]:
+        return context.governor.stats.as_dict(context.governor.in_flight)
+
+    @app.post("/_emulator/stats/reset")
+    async def reset_stats() -> dict[str, Any]:
+        context.governor.reset()
+        return context.governor.stats.as_dict(context.governor.in_flight)
+
+    @app.get("/_emulator/config")
+    async def get_config() -> dict[str, Any]:
+        return context.config.as_dict()
+
+    @app.post("/_emulator/config")
+    async def set_config(request: Request) -> Response:
+        return await _update_config(request, context)
+
+    @app.get("/_emulator/audit")
+    async def audit() -> list[dict[str, Any]]:
+        return list(context.audit)
+
+    @app.post("/_emulator/certificates")
+    async def add_certificate(request: Request) -> Response:
+        return await _register(request, context, _register_certificate)
+
+    @app.post("/_emulator/tba-tokens")
+    async def add_tba_token(request: Request) -> Response:
+        return await _register(request, context, _register_tba_token)
+
+    @app.post("/_emulator/tables/generate")
+    async def generate_table(request: Request) -> Response:
+        return await _generate_table(request, context)
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError as error:
+        raise ValueError("the body must be a JSON object") from error
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    return body
+
+
+async def _update_config(request: Request, context: EmulatorContext) -> Response:
+    try:
+        changes = await _json_object(request)
+        revoke = changes.pop("revoke_tokens", False)
+        context.config.update(changes)
+    except ValueError as error:
+        return JSONResponse({"error": str(error)}, status_code=400)
+    if revoke:
+        count = context.tokens.revoke_all()
+        log.info("Revoked %d access tokens", count)
+    log.info("Emulator settings now %s", context.config.as_dict())
+    return JSONResponse(context.config.as_dict())
+
+
+async def _register(
+    request: Request, context: EmulatorContext, action: Callable[[EmulatorContext, dict[str, Any]], None]
+) -> Response:
+    try:
+        body = await _json_object(request)
+        await run_in_threadpool(action, context, body)
+    except (RegistrationError, ValueError, KeyError, TypeError, AttributeError) as error:
+        return JSONResponse({"error": f"cannot register: {error}"}, status_code=400)
+    return JSONResponse({"registered": True}, status_code=201)
+
+
+def _register_certificate(context: EmulatorContext, body: dict[str, Any]) -> None:
+    scopes = parse_scopes(body.get("scopes") or "rest_webservices,restlets")
+    register_certificate(
+        context.state_dir, body["client_id"], body["certificate_id"], body["certificate"], scopes
+    )
+
+
+def _register_tba_token(context: EmulatorContext, body: dict[str, Any]) -> None:
+    register_tba_token(
+        context.state_dir,
+        body["consumer_key"],
+        body["consumer_secret"],
+        body["token_id"],
+        body["token_secret"],
+    )
+
+
+async def _generate_table(request: Request, context: EmulatorContext) -> Response:
+    from airflow_provider_netsuite.emulator import dataset
+
+    try:
+        body = await _json_object(request)
+        table, rows = str(body["table"]), int(body["rows"])
+    except (ValueError, KeyError, TypeError) as error:
+        return JSONResponse({"error": f"expected {{'table': name, 'rows': count}}: {error}"}, status_code=400)
+    started = time.monotonic()
+    await run_in_threadpool(dataset.generate_table, str(context.store.db_path), table, rows)
+    context.database_changed()
+    log.info("Generated table %s with %d rows in %.1f s", table, rows, time.monotonic() - started)
+    return JSONResponse({"table": table, "rows": rows})

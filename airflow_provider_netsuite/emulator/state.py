@@ -1,0 +1,333 @@
+"""Emulator state: registered certificates and TBA tokens on disk, runtime settings in memory.
+
+Registrations live in ``<state dir>/state.json``. Writers (the CLI, the admin endpoint) take a file lock
+and replace the file atomically; the running server re-reads it whenever it changes, so a certificate
+registered from another process is usable without a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+STATE_FILE = "state.json"
+DATABASE_FILE = "netsuite.db"
+KNOWN_SCOPES = ("restlets", "rest_webservices", "suite_analytics")
+EC_CURVES = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+MIN_RSA_BITS = 3072
+# NetSuite silently shortens a certificate's validity to two years from upload.
+MAX_CERTIFICATE_VALIDITY = timedelta(days=730)
+TOKEN_ENDPOINT_FAILURES = (
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "invalid_request",
+    "invalid_scope",
+    "html",
+    "non_json",
+    "server_error",
+)
+
+
+class RegistrationError(ValueError):
+    """A certificate or TBA token cannot be registered; the message says why."""
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A public certificate mapped to an integration (client ID) under its certificate ID (``kid``)."""
+
+    certificate_id: str
+    client_id: str
+    scopes: frozenset[str]
+    public_key: Any
+    not_after: datetime | None
+
+    @property
+    def usable(self) -> bool:
+        """Tell whether the certificate is still within its (possibly shortened) validity."""
+        return self.not_after is None or self.not_after > datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class TBAToken:
+    """A TBA token with its integration's consumer key and secrets."""
+
+    token_id: str
+    consumer_key: str
+    consumer_secret: str
+    token_secret: str
+
+
+def database_path(state_dir: str | Path) -> Path:
+    """Return the SQLite database path inside a state directory."""
+    return Path(state_dir) / DATABASE_FILE
+
+
+def parse_scopes(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Split a comma-separated scope list (or pass a list through), dropping blanks."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [item.strip() for item in items if item and item.strip()]
+
+
+def load_public_key(pem: bytes) -> tuple[Any, datetime | None]:
+    """Load an x.509 certificate or a bare public key from PEM; return the key and the certificate's end.
+
+    :raises RegistrationError: when the PEM is neither, or the key is not one NetSuite accepts.
+    """
+    not_after: datetime | None = None
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
+        public_key = certificate.public_key()
+        not_after = certificate.not_valid_after_utc
+    except ValueError:
+        try:
+            public_key = serialization.load_pem_public_key(pem)
+        except (ValueError, TypeError) as error:
+            raise RegistrationError("not a PEM x.509 certificate or public key") from error
+    check_public_key(public_key)
+    return public_key, not_after
+
+
+def check_public_key(public_key: Any) -> None:
+    """Refuse keys NetSuite's certificate upload refuses: RSA under 3072 bits, EC off P-256/384/521.
+
+    :raises RegistrationError: naming the problem and what is accepted.
+    """
+    if isinstance(public_key, rsa.RSAPublicKey):
+        if public_key.key_size < MIN_RSA_BITS:
+            raise RegistrationError(
+                f"RSA key of {public_key.key_size} bits refused: NetSuite needs 3072 or 4096 bits"
+            )
+        return
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if public_key.curve.name not in EC_CURVES:
+            raise RegistrationError(
+                f"EC curve {public_key.curve.name} refused: NetSuite accepts P-256, P-384 and P-521"
+            )
+        return
+    raise RegistrationError(f"key type {type(public_key).__name__} refused: use an RSA or EC key")
+
+
+@contextlib.contextmanager
+def _locked_state(state_dir: Path) -> Iterator[dict[str, Any]]:
+    """Yield the state document under an exclusive lock and write it back atomically afterwards."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / (STATE_FILE + ".lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            document = _read_state(state_dir / STATE_FILE)
+            yield document
+            _write_atomically(state_dir / STATE_FILE, json.dumps(document, indent=2, sort_keys=True))
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        document = {}
+    document.setdefault("certificates", {})
+    document.setdefault("tba_tokens", {})
+    return document
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def register_certificate(
+    state_dir: str | Path, client_id: str, certificate_id: str, pem: str | bytes, scopes: list[str]
+) -> None:
+    """Map a public certificate to an integration under a certificate ID, as NetSuite's M2M setup does.
+
+    :param client_id: the integration's client ID (the ``iss`` of its assertions).
+    :param certificate_id: the ``kid`` assertions must carry.
+    :param pem: the x.509 certificate (or bare public key) in PEM.
+    :param scopes: the scopes granted to the integration.
+    :raises RegistrationError: for an unusable key, an empty or unknown scope, or blank IDs.
+    """
+    pem_bytes = pem.encode() if isinstance(pem, str) else pem
+    load_public_key(pem_bytes)
+    if not client_id.strip() or not certificate_id.strip():
+        raise RegistrationError("client ID and certificate ID must not be blank")
+    unknown = sorted(set(scopes) - set(KNOWN_SCOPES))
+    if not scopes or unknown:
+        raise RegistrationError(f"scopes must be some of {', '.join(KNOWN_SCOPES)}; got {scopes}")
+    with _locked_state(Path(state_dir)) as document:
+        document["certificates"][certificate_id] = {
+            "client_id": client_id,
+            "scopes": sorted(set(scopes)),
+            "certificate": pem_bytes.decode(),
+            "registered_at": time.time(),
+        }
+
+
+def register_tba_token(
+    state_dir: str | Path, consumer_key: str, consumer_secret: str, token_id: str, token_secret: str
+) -> None:
+    """Store a TBA token and its integration's consumer key and secret.
+
+    :raises RegistrationError: when a value is blank.
+    """
+    if not all(value.strip() for value in (consumer_key, consumer_secret, token_id, token_secret)):
+        raise RegistrationError("consumer key, consumer secret, token ID and token secret are all required")
+    with _locked_state(Path(state_dir)) as document:
+        document["tba_tokens"][token_id] = {
+            "consumer_key": consumer_key,
+            "consumer_secret": consumer_secret,
+            "token_secret": token_secret,
+        }
+
+
+class StateStore:
+    """Read-side view of ``state.json`` for the server, refreshed whenever the file changes."""
+
+    def __init__(self, state_dir: str | Path) -> None:
+        self.state_dir = Path(state_dir)
+        self._lock = threading.Lock()
+        self._signature: tuple[int, int, int] | None = None
+        self._certificates: dict[str, Certificate] = {}
+        self._tba_tokens: dict[str, TBAToken] = {}
+
+    @property
+    def db_path(self) -> Path:
+        """Return the path of the emulator's SQLite database."""
+        return database_path(self.state_dir)
+
+    def certificate(self, certificate_id: str) -> Certificate | None:
+        """Return the certificate registered under a certificate ID, if any."""
+        self._refresh()
+        return self._certificates.get(certificate_id)
+
+    def knows_client(self, client_id: str) -> bool:
+        """Tell whether any certificate is registered for a client ID."""
+        self._refresh()
+        return any(item.client_id == client_id for item in self._certificates.values())
+
+    def tba_token(self, token_id: str) -> TBAToken | None:
+        """Return the TBA token registered under a token ID, if any."""
+        self._refresh()
+        return self._tba_tokens.get(token_id)
+
+    def _refresh(self) -> None:
+        path = self.state_dir / STATE_FILE
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            return
+        signature = (status.st_mtime_ns, status.st_size, status.st_ino)
+        with self._lock:
+            if signature == self._signature:
+                return
+            document = _read_state(path)
+            self._certificates = dict(_certificates_from(document))
+            self._tba_tokens = {
+                token_id: TBAToken(token_id=token_id, **entry)
+                for token_id, entry in document["tba_tokens"].items()
+            }
+            self._signature = signature
+
+
+def _certificates_from(document: dict[str, Any]) -> Iterator[tuple[str, Certificate]]:
+    for certificate_id, entry in document["certificates"].items():
+        try:
+            public_key, not_after = load_public_key(entry["certificate"].encode())
+        except RegistrationError:
+            continue
+        registered_at = datetime.fromtimestamp(entry.get("registered_at", time.time()), timezone.utc)
+        limit = registered_at + MAX_CERTIFICATE_VALIDITY
+        certificate = Certificate(
+            certificate_id=certificate_id,
+            client_id=entry["client_id"],
+            scopes=frozenset(entry["scopes"]),
+            public_key=public_key,
+            not_after=min(not_after, limit) if not_after else limit,
+        )
+        yield certificate_id, certificate
+
+
+@dataclass
+class RuntimeConfig:
+    """Settings of a running emulator, changed through ``POST /_emulator/config``.
+
+    ``faults`` is a free-form mapping reserved for fault injection; the server hands it to its fault
+    hook on every NetSuite request.
+    """
+
+    concurrency_limit: int = 5
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    retry_after: int | None = None
+    token_lifetime: int = 3600
+    token_endpoint_failure: str | None = None
+    faults: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the settings as JSON-ready values."""
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """Apply changes after validating every one of them (all or nothing).
+
+        :raises ValueError: naming the first unknown key or bad value.
+        """
+        validated = {name: _validate_setting(name, value) for name, value in changes.items()}
+        for name, value in validated.items():
+            setattr(self, name, value)
+
+
+def _validate_setting(name: str, value: Any) -> Any:
+    if name == "concurrency_limit":
+        return _number(name, value, int, minimum=1)
+    if name in ("latency_ms", "jitter_ms"):
+        return _number(name, value, float, minimum=0)
+    if name == "retry_after":
+        return None if value is None else _number(name, value, int, minimum=0)
+    if name == "token_lifetime":
+        return _number(name, value, int, minimum=1)
+    if name == "token_endpoint_failure":
+        if value is not None and value not in TOKEN_ENDPOINT_FAILURES:
+            raise ValueError(
+                f"token_endpoint_failure must be null or one of {', '.join(TOKEN_ENDPOINT_FAILURES)}"
+            )
+        return value
+    if name == "faults":
+        if not isinstance(value, dict):
+            raise ValueError("faults must be an object")
+        return value
+    raise ValueError(f"unknown setting {name!r}")
+
+
+def _number(name: str, value: Any, kind: type, *, minimum: float) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise ValueError(f"{name} must be a number >= {minimum}")
+    if kind is int and value != int(value):
+        raise ValueError(f"{name} must be an integer")
+    return kind(value)
