@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
-from airflow_provider_netsuite.emulator import errors
+from airflow_provider_netsuite.emulator import errors, records
 from airflow_provider_netsuite.emulator.auth import (
     ASSERTION_TYPE,
     GRANT_TYPE,
@@ -142,6 +142,7 @@ def create_app(
     _add_token_route(app, context)
     _add_data_routes(app, context)
     _add_admin_routes(app, context)
+    app.include_router(records.router)
     for extension in extensions:
         extension(app, context)
     return app
@@ -440,6 +441,9 @@ async def _update_config(request: Request, context: EmulatorContext) -> Response
     try:
         changes = await _json_object(request)
         revoke = changes.pop("revoke_tokens", False)
+        record_failures = changes.pop("record_failures", None)
+        if record_failures is not None:
+            records.configure_record_failures(request.app.state, record_failures)
         context.config.update(changes)
     except ValueError as error:
         return JSONResponse({"error": str(error)}, status_code=400)
