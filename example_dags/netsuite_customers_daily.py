@@ -14,6 +14,7 @@ import tempfile
 
 import pendulum
 from airflow.sdk import DAG, task
+from airflow.timetables.interval import CronDataIntervalTimetable
 from airflow_provider_netsuite.operators.suiteql import NetSuiteSuiteQLOperator
 
 OUTPUT_ROOT = os.environ.get("NETSUITE_OUTPUT_ROOT", os.path.join(tempfile.gettempdir(), "netsuite"))
@@ -26,7 +27,9 @@ FROM customer
 
 with DAG(
     dag_id="netsuite_customers_daily",
-    schedule="@daily",
+    # A data-interval timetable: each run covers [data_interval_start, data_interval_end), which is what
+    # the incremental window is cut from. (Airflow 3's plain "@daily" has no interval.)
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=4,
