@@ -15,6 +15,7 @@ import tempfile
 import pendulum
 from airflow.sdk import DAG, task
 from airflow.timetables.interval import CronDataIntervalTimetable
+
 from airflow_provider_netsuite.operators.suiteql import NetSuiteSuiteQLOperator
 
 OUTPUT_ROOT = os.environ.get("NETSUITE_OUTPUT_ROOT", os.path.join(tempfile.gettempdir(), "netsuite"))

@@ -40,14 +40,16 @@ def test_token_is_minted_once_and_reused(emulator, tmp_path):
         totals = [client.suiteql_page("SELECT id FROM customer", limit=5)["totalResults"] for _ in range(4)]
 
     assert emulator.stats()["tokens_issued"] - before == 1
-    assert totals[0] == len(emulator.query_db("SELECT id FROM customer")) and len(set(totals)) == 1
+    assert totals[0] == len(emulator.query_db("SELECT id FROM customer"))
+    assert len(set(totals)) == 1
 
 
 def test_wrong_key_is_refused_with_invalid_grant(emulator, tmp_path):
     extra = fresh_extra(emulator, tmp_path / "registered")
     extra["private_key"] = make_keypair(tmp_path / "other", "ec:prime256v1").private_key
 
-    with NetSuiteClient(ConnectionConfig.from_extra(extra)) as client, pytest.raises(NetSuiteTokenError) as info:
+    client = NetSuiteClient(ConnectionConfig.from_extra(extra))
+    with client, pytest.raises(NetSuiteTokenError) as info:
         client.suiteql_page("SELECT id FROM customer", limit=1)
 
     assert info.value.error == "invalid_grant"
@@ -68,7 +70,8 @@ def test_operator_output_holds_exactly_the_selected_rows(emulator, airflow_conn_
     written = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
     expected = emulator.query_db("SELECT id FROM customer WHERE isinactive = 'F'")
     assert sorted(int(row["id"]) for row in written) == sorted(row["id"] for row in expected)
-    assert result["rows"] == len(expected) and result["path"].endswith("customers.jsonl")
+    assert result["rows"] == len(expected)
+    assert result["path"].endswith("customers.jsonl")
     assert [int(row["id"]) for row in written] == sorted(int(row["id"]) for row in written)
 
 
@@ -81,8 +84,13 @@ def test_example_dag_runs_in_airflow(emulator, airflow_conn_env, airflow_db, tmp
     }
     airflow_bin = str(Path(sys.executable).parent / "airflow")
 
-    run = subprocess.run([airflow_bin, "dags", "test", "netsuite_customers_daily", "2026-06-15"], env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [airflow_bin, "dags", "test", "netsuite_customers_daily", "2026-06-15"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     line = next(line for line in run.stdout.splitlines() if "NETSUITE_EXTRACT_RESULT" in line)
