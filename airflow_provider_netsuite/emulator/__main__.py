@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--retry-after", default="none", help="seconds, or 'none' for no Retry-After header")
     serve.add_argument("--token-lifetime", type=int, default=3600)
     serve.add_argument("--seed", type=int, default=42)
+    serve.add_argument(
+        "--faults", help="fault injection settings as JSON (default: $NETSUITE_EMULATOR_FAULTS, else none)"
+    )
 
     certificate = commands.add_parser("register-certificate", help="map a public certificate to a client ID")
     certificate.add_argument("--state-dir", required=True, type=Path)
@@ -114,6 +117,7 @@ def _serve(arguments: argparse.Namespace) -> int:
             "jitter_ms": arguments.jitter_ms,
             "retry_after": retry_after,
             "token_lifetime": arguments.token_lifetime,
+            "faults": _faults_setting(arguments.faults),
         }
     )
     app = create_app(arguments.state_dir, account_id=arguments.account_id, config=config, seed=arguments.seed)
@@ -130,6 +134,19 @@ def _serve(arguments: argparse.Namespace) -> int:
     asyncio.run(_run_server(server, listener, arguments.port_file))
     log.info("NetSuite emulator stopped")
     return 0
+
+
+def _faults_setting(flag: str | None) -> dict:
+    """Read fault injection settings from ``--faults`` or else the environment; ``{}`` means none."""
+    from airflow_provider_netsuite.emulator.faults import ENVIRONMENT_VARIABLE
+
+    text = flag if flag is not None else os.environ.get(ENVIRONMENT_VARIABLE, "")
+    if not text.strip():
+        return {}
+    try:
+        return json.loads(text) or {}
+    except ValueError as error:
+        raise ValueError(f"fault settings are not valid JSON: {error}") from error
 
 
 async def _run_server(server: object, listener: socket.socket, port_file: Path | None) -> None:

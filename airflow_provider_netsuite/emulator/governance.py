@@ -29,6 +29,7 @@ class Stats:
     tokens_issued: int = 0
     tba_requests: int = 0
     token_requests: int = 0
+    faults_injected: Counter = field(default_factory=Counter)
 
     def as_dict(self, in_flight: int) -> dict[str, Any]:
         """Return the counters as JSON-ready values, with the number in flight now."""
@@ -41,6 +42,7 @@ class Stats:
             "tokens_issued": self.tokens_issued,
             "tba_requests": self.tba_requests,
             "token_requests": self.token_requests,
+            "faults_injected": dict(sorted(self.faults_injected.items())),
         }
 
 

@@ -36,6 +36,7 @@ from airflow_provider_netsuite.emulator.auth import (
     accepted_audiences,
     account_realm,
 )
+from airflow_provider_netsuite.emulator.faults import FaultInjector
 from airflow_provider_netsuite.emulator.governance import Governor
 from airflow_provider_netsuite.emulator.state import (
     RegistrationError,
@@ -135,6 +136,7 @@ def create_app(
         ``/services/rest/`` automatically pass the concurrency limit and authentication.
     """
     context = EmulatorContext(state_dir, account_id, config or RuntimeConfig(), seed)
+    context.fault_hook = FaultInjector(context)
     app = FastAPI(title="NetSuite emulator", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.emulator = context
     _install_gateway(app, context)

@@ -277,8 +277,8 @@ def _certificates_from(document: dict[str, Any]) -> Iterator[tuple[str, Certific
 class RuntimeConfig:
     """Settings of a running emulator, changed through ``POST /_emulator/config``.
 
-    ``faults`` is a free-form mapping reserved for fault injection; the server hands it to its fault
-    hook on every NetSuite request.
+    ``faults`` configures fault injection (see :mod:`airflow_provider_netsuite.emulator.faults`); the
+    server hands it to its fault hook on every NetSuite request while it is not empty.
     """
 
     concurrency_limit: int = 5
@@ -319,9 +319,10 @@ def _validate_setting(name: str, value: Any) -> Any:
             )
         return value
     if name == "faults":
-        if not isinstance(value, dict):
-            raise ValueError("faults must be an object")
-        return value
+        # Validated where fault injection lives; null or {} turns faults off.
+        from airflow_provider_netsuite.emulator.faults import normalize
+
+        return normalize(value)
     raise ValueError(f"unknown setting {name!r}")
 
 
