@@ -38,6 +38,10 @@ bench-upsert: venv
 soak: venv
 	$(BIN)/python benchmarks/soak.py
 
+# Debian's Chromium for the browser test (apt; Playwright drives it, no browser download).
+browser-deps:
+	bash scripts/install-browser.sh
+
 # Regenerate the pinned set after changing dependencies in pyproject.toml.
 lock:
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.10 \
