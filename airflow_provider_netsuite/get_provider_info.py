@@ -27,6 +27,8 @@ def _text(label: str, description: str, *, secret: bool = False, required: bool 
 
 
 def _conn_fields() -> dict[str, Any]:
+    # Airflow 3.3's form shows no placeholder under an extra field, only its description: each
+    # description therefore carries the expected format, like the placeholders above do for other UIs.
     return {
         "auth_type": {
             "label": "Authentication",
@@ -34,24 +36,45 @@ def _conn_fields() -> dict[str, Any]:
                 "type": "string",
                 "enum": ["oauth2_client_credentials", "tba"],
                 "default": "oauth2_client_credentials",
+                "values_display": {
+                    "oauth2_client_credentials": "OAuth 2.0 client credentials (M2M)",
+                    "tba": "Token-Based Authentication (TBA)",
+                },
             },
-            "description": "OAuth 2.0 client credentials (M2M, recommended) or Token-Based Authentication.",
+            "description": "OAuth 2.0 client credentials (M2M) is recommended; TBA for older integrations.",
         },
         "account_id": _text(
-            "Account ID", "Setup > Company > Company Information; sandboxes end in _SB1", required=True
+            "Account ID",
+            "Like 1234567, or 1234567_SB1 for a sandbox (Setup > Company > Company Information).",
+            required=True,
         ),
         "client_id": _text("Client ID (consumer key)", "The consumer key of the integration record."),
-        "certificate_id": _text("Certificate ID", "Shown on the OAuth 2.0 client credentials (M2M) mapping."),
-        "private_key": _text("Private key (PEM)", "The key whose certificate you uploaded.", secret=True),
+        "certificate_id": _text(
+            "Certificate ID", "Shown on the OAuth 2.0 client credentials (M2M) setup page, per certificate."
+        ),
+        "private_key": _text(
+            "Private key (PEM)",
+            "-----BEGIN PRIVATE KEY----- ... (PKCS#8 or PKCS#1); pasting it on one line is fine.",
+            secret=True,
+        ),
         "private_key_passphrase": _text("Private key passphrase", "Only for an encrypted key.", secret=True),
-        "private_key_path": _text("Private key file", "A path on the workers, instead of the PEM text."),
-        "scopes": _text("Scopes", "Comma-separated; rest_webservices when empty."),
+        "private_key_path": _text(
+            "Private key file",
+            "Instead of the PEM text: a path on the workers, like /opt/airflow/netsuite.pem.",
+        ),
+        "scopes": _text(
+            "Scopes", "Comma-separated, like rest_webservices,restlets; rest_webservices when empty."
+        ),
         "consumer_secret": _text("Consumer secret (TBA)", "Token-Based Authentication only.", secret=True),
         "token_id": _text("Token ID (TBA)", "Token-Based Authentication only.", secret=True),
         "token_secret": _text("Token secret (TBA)", "Token-Based Authentication only.", secret=True),
-        "timezone": _text("Account time zone", "IANA name used for incremental windows; UTC when empty."),
+        "timezone": _text(
+            "Account time zone",
+            "IANA name, like America/Los_Angeles, for incremental windows; UTC when empty.",
+        ),
         "base_url": _text(
-            "Base URL override", "Leave empty for NetSuite; the emulator's URL for offline tests."
+            "Base URL override",
+            "Leave empty for NetSuite; for offline tests the emulator's URL, like http://127.0.0.1:8765.",
         ),
     }
 
@@ -76,7 +99,20 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_netsuite.operators.suiteql",
                     "airflow_provider_netsuite.operators.records",
+                    "airflow_provider_netsuite.operators.partitions",
                 ],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Oracle NetSuite",
+                "python-modules": ["airflow_provider_netsuite.sensors.suiteql"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Oracle NetSuite",
+                "python-modules": ["airflow_provider_netsuite.triggers.suiteql"],
             }
         ],
         "hooks": [

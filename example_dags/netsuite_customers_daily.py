@@ -41,7 +41,7 @@ with DAG(
         task_id="extract_customers",
         query=CUSTOMERS,
         incremental_column="lastmodifieddate",
-        output_path=OUTPUT_ROOT + "/customers/dt={{ ds }}/customers.jsonl",
+        output_path=OUTPUT_ROOT + "/customers/dt={{ data_interval_start | ds }}/customers.jsonl",
         output_format="jsonl",
         typed=True,
         date_format="%Y-%m-%dT%H:%M:%S",

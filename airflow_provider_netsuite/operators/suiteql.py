@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_netsuite.core.partitions import check_key_range, key_range_query
 from airflow_provider_netsuite.core.suiteql import STRATEGIES, SuiteQLExtract
 from airflow_provider_netsuite.core.values import RowTyper
 from airflow_provider_netsuite.core.windows import incremental_window
 from airflow_provider_netsuite.core.writers import COMPRESSIONS, FORMATS, make_writer
+from airflow_provider_netsuite.utils.lineage import extract_lineage, to_operator_lineage
 from airflow_provider_netsuite.utils.storage import publish_atomically
 
 if TYPE_CHECKING:
@@ -43,10 +45,14 @@ class NetSuiteSuiteQLOperator(BaseOperator):
     :param columns: Fixed column list for CSV and Parquet (default: the first page's columns).
     :param max_concurrency: Pages fetched at the same time.
     :param strategy: ``auto``, ``offset``, ``key_ranges`` or ``keyset``.
+    :param key_range: Extract only the rows with the key in ``[lower, upper)``: a partition from
+        :class:`~airflow_provider_netsuite.operators.partitions.NetSuitePartitionPlanOperator`, for
+        ``.partial(...).expand(key_range=...)`` (templated). Its ``key_column`` defaults to the first of
+        ``key_columns``.
     :param netsuite_conn_id: The NetSuite connection (templated).
     """
 
-    template_fields: Sequence[str] = ("netsuite_conn_id", "query", "output_path", "query_params")
+    template_fields: Sequence[str] = ("netsuite_conn_id", "query", "output_path", "query_params", "key_range")
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"query": "sql"}
 
@@ -65,6 +71,7 @@ class NetSuiteSuiteQLOperator(BaseOperator):
         columns: Sequence[str] | None = None,
         max_concurrency: int = 4,
         strategy: str = "auto",
+        key_range: dict[str, Any] | None = None,
         netsuite_conn_id: str = "netsuite_default",
         **kwargs: Any,
     ) -> None:
@@ -87,7 +94,9 @@ class NetSuiteSuiteQLOperator(BaseOperator):
         self.columns = columns
         self.max_concurrency = max_concurrency
         self.strategy = strategy
+        self.key_range = key_range
         self.netsuite_conn_id = netsuite_conn_id
+        self._lineage_account_id: str | None = None
 
     def _windowed_query(self, context: Context, timezone: str) -> tuple[str, list[Any], dict[str, str]]:
         """Return the query, its parameters and, for incremental runs, the window as ISO timestamps."""
@@ -101,11 +110,32 @@ class NetSuiteSuiteQLOperator(BaseOperator):
         self.log.info("Extracting %s in [%s, %s) of time zone %s", self.incremental_column, *bounds, timezone)
         return query, params + bounds, {"window_start": start.isoformat(), "window_end": end.isoformat()}
 
+    def _partitioned_query(self, query: str, params: list[Any]) -> tuple[str, list[Any], dict[str, Any]]:
+        """Restrict the query to ``key_range`` when one is given; return the partition for the summary."""
+        if not self.key_range:
+            return query, params, {}
+        key, lower, upper = check_key_range(self.key_range, self.key_columns[0])
+        self.log.info("Extracting the partition %s in [%s, %s)", key, lower, upper)
+        query, bounds = key_range_query(query, self.key_range, self.key_columns[0])
+        partition = {"key_column": key, "lower": lower, "upper": upper}
+        if "index" in self.key_range:
+            partition["index"] = self.key_range["index"]
+        return query, params + bounds, {"partition": partition}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Report the NetSuite tables read and the file written; ``None`` without OpenLineage."""
+        if self._lineage_account_id is None:
+            return None
+        lineage = extract_lineage(self._lineage_account_id, self.query, self.output_path)
+        return to_operator_lineage(lineage)
+
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_netsuite.hooks.netsuite import NetSuiteHook
 
         hook = NetSuiteHook(netsuite_conn_id=self.netsuite_conn_id, max_concurrency=self.max_concurrency)
         query, params, window = self._windowed_query(context, hook.config.timezone)
+        query, params, partition = self._partitioned_query(query, params)
+        self._lineage_account_id = hook.config.account_id
         extract = SuiteQLExtract(
             hook.get_conn(),
             query,
@@ -135,6 +165,7 @@ class NetSuiteSuiteQLOperator(BaseOperator):
             "seconds": round(stats.seconds, 3),
             "format": self.output_format,
             **window,
+            **partition,
         }
         self.log.info("Wrote %d rows (%d bytes) to %s", stats.rows, writer.bytes_written, self.output_path)
         return summary

@@ -311,7 +311,7 @@ def operator_with_fake(monkeypatch):
 
     class FakeHook:
         def __init__(self, netsuite_conn_id, max_concurrency):
-            self.config = SimpleNamespace(timezone="America/Los_Angeles")
+            self.config = SimpleNamespace(account_id="1234567_SB1", timezone="America/Los_Angeles")
 
         def get_conn(self):
             return fakes["client"]
@@ -368,6 +368,7 @@ def test_operator_declares_templates():
     assert set(NetSuiteSuiteQLOperator.template_fields) == {
         "netsuite_conn_id",
         "query",
+        "key_range",
         "output_path",
         "query_params",
     }
