@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -68,16 +69,20 @@ class Governor:
             return
         self.in_flight += 1
         self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
+        started = time.monotonic()
         try:
-            await self._sleep_latency()
             yield True
+            await self._sleep_rest_of_latency(started)
         finally:
             self.in_flight -= 1
 
-    async def _sleep_latency(self) -> None:
-        delay_ms = self.config.latency_ms + self._random.uniform(0, self.config.jitter_ms)
-        if delay_ms > 0:
-            await asyncio.sleep(delay_ms / 1000)
+    async def _sleep_rest_of_latency(self, started: float) -> None:
+        # The configured latency is the response time of an admitted request, as a client of NetSuite
+        # sees it: the emulator's own work counts towards it, and only the rest is slept.
+        delay = (self.config.latency_ms + self._random.uniform(0, self.config.jitter_ms)) / 1000
+        remaining = delay - (time.monotonic() - started)
+        if remaining > 0:
+            await asyncio.sleep(remaining)
 
     def record(self, status: int) -> None:
         """Count one answered NetSuite request by its status."""
