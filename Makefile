@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: venv demo test lint bench bench-upsert soak browser-deps lock clean
+.PHONY: venv demo test lint bench bench-upsert bench-token-cache soak browser-deps lock clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,9 @@ bench: venv
 
 bench-upsert: venv
 	$(BIN)/python benchmarks/upsert.py
+
+bench-token-cache: venv
+	$(BIN)/python benchmarks/token_cache.py
 
 soak: venv
 	$(BIN)/python benchmarks/soak.py

@@ -24,6 +24,9 @@ def _check(conn_id: str) -> int:
     except NetSuiteError as error:
         print(f"Connection {conn_id!r} is not usable: {error}")
         return 2
+    except Exception as error:  # a missing connection or a failing secrets backend: say so, no traceback
+        print(f"Connection {conn_id!r} could not be read: {type(error).__name__}: {error}")
+        return 2
     print(
         f"Connection {conn_id!r}: account {config.account.account_id}, auth {config.auth_type}, "
         f"REST base {config.base_url}"
@@ -34,12 +37,21 @@ def _check(conn_id: str) -> int:
     except NetSuiteError as error:
         print(f"FAILED after {time.monotonic() - started:.2f} s: {error}")
         return 1
-    stats = hook.client.stats
+    if config.is_tba:
+        credentials = "TBA signature accepted"
+    else:
+        mints = hook.client.stats.token_mints
+        credentials = f"access token {'minted' if mints else 'reused from the token cache'}"
     print(
-        f"OK in {time.monotonic() - started:.2f} s: token minted ({stats.token_mints} request), "
-        f"SuiteQL probe answered; {page.get('totalResults', 0)} customers visible to this role."
+        f"OK in {time.monotonic() - started:.2f} s: {credentials}, SuiteQL probe answered "
+        f"({_visible(page)} visible to this role)."
     )
     return 0
+
+
+def _visible(page: dict) -> str:
+    # The probe selects at most one row: it tells whether customers are readable, not how many exist.
+    return "customer records" if page.get("totalResults") else "no customer records"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,6 +79,7 @@ CAUSES = {
         _CHECK_CERTIFICATE,
         _CHECK_ALGORITHM,
         _CHECK_CLOCK,
+        _CHECK_SCOPES,
         _CHECK_ROLE,
         _CHECK_HOST,
     ),
@@ -105,7 +106,25 @@ _DEFAULT_CAUSES = (
 
 
 class _TransientTokenFailure(Exception):
-    """A token endpoint failure worth retrying (network error, 429, 5xx)."""
+    """A token endpoint failure worth retrying (network error, 429, 5xx).
+
+    :param status: HTTP status of the answer, ``None`` for a network error.
+    :param html: whether the answer was an HTML page (a proxy or maintenance page, not NetSuite's JSON).
+    """
+
+    def __init__(self, reason: str, status: int | None = None, html: bool = False) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.html = html
+
+
+def _quiet_oauth_debug_logs() -> None:
+    # oauthlib and requests-oauthlib log signature base strings, signatures and signed Authorization
+    # headers at DEBUG while signing, before anything could mask them: keep those loggers at INFO.
+    for name in ("oauthlib", "requests_oauthlib"):
+        logger = logging.getLogger(name)
+        if logger.level < logging.INFO:
+            logger.setLevel(logging.INFO)
 
 
 def _noop_masker(_: str) -> None:
@@ -125,6 +144,11 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
     :param secret_masker: called with every assertion and access token before anything could log it.
     :param sleep: sleep function used between token endpoint retries (tests replace it).
     """
+
+    unauthorized_hint = (
+        "Check the role's permissions (REST Web Services, Log in using OAuth 2.0 Access Tokens) and the "
+        "Login Audit Trail (Setup > Users/Roles > User Management)."
+    )
 
     def __init__(
         self,
@@ -151,6 +175,7 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
             config.certificate_id or "",
             config.scopes,
             config.base_url,
+            config.signing_key.fingerprint(),
         )
         self.file_cache = (
             FileTokenCache(config.token_cache_dir, config.signing_key.secret_bytes())
@@ -229,12 +254,7 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
         try:
             response = retrying(self._post, token_url, form)
         except _TransientTokenFailure as exc:
-            raise NetSuiteTokenError(
-                f"The NetSuite token endpoint {token_url} did not answer usefully after "
-                f"{TOKEN_ENDPOINT_ATTEMPTS} attempts ({exc}) for {self.identity()}. It may be down or "
-                "unreachable from this host; try again later.",
-                error="temporarily_unavailable",
-            ) from None
+            raise self._unavailable_error(token_url, exc) from None
         token = self._parse_success(response)
         self.secret_masker(token.value)
         self.mints += 1
@@ -259,7 +279,7 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _TransientTokenFailure(type(exc).__name__) from None
         if response.status_code == 429 or response.status_code >= 500:
-            raise _TransientTokenFailure(f"HTTP {response.status_code}")
+            raise _describe_transient(response)
         if response.status_code != 200:
             raise self._token_error(response)
         return response
@@ -296,14 +316,26 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
             return self._build_error(
                 body["error"], response.status_code, str(description) if description else None
             )
-        content_type = response.headers.get("Content-Type", "").lower()
-        text = (response.text or "").lstrip()[:200].lower()
-        if "html" in content_type or text.startswith(("<!doctype html", "<html")):
+        if _is_html(response):
             return self._build_error("html_response", response.status_code, "the answer was an HTML page")
         return self._build_error(
             "invalid_response",
             response.status_code,
             "the answer was not the JSON NetSuite's token endpoint sends",
+        )
+
+    def _unavailable_error(self, token_url: str, last: _TransientTokenFailure) -> NetSuiteTokenError:
+        advice = "It may be down or unreachable from this host; try again later."
+        if last.html:
+            advice += " If it keeps answering with an HTML page, check that: " + "; ".join(
+                CAUSES["html_response"]
+            )
+            advice += "."
+        return NetSuiteTokenError(
+            f"The NetSuite token endpoint {token_url} did not answer usefully after "
+            f"{TOKEN_ENDPOINT_ATTEMPTS} attempts (last answer: {last}) for {self.identity()}. {advice}",
+            error="temporarily_unavailable",
+            status=last.status,
         )
 
     def _build_error(self, error: str, status: int, description: str | None) -> NetSuiteTokenError:
@@ -314,6 +346,28 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
             f"{self.config.token_url}{described}. Check that: " + "; ".join(causes) + f". {_CHECK_AUDIT}."
         )
         return NetSuiteTokenError(message, error=error, status=status)
+
+
+def _describe_transient(response: requests.Response) -> _TransientTokenFailure:
+    """Say what a 429 or 5xx answer of the token endpoint held, without quoting more than its error."""
+    status = response.status_code
+    body = _json_object(response)
+    if body is not None and isinstance(body.get("error"), str):
+        description = str(body.get("error_description") or "")[:_DESCRIPTION_CHARS]
+        return _TransientTokenFailure(
+            f"HTTP {status} {body['error']}" + (f": {description}" if description else ""), status
+        )
+    if _is_html(response):
+        return _TransientTokenFailure(f"HTTP {status} with an HTML page", status, html=True)
+    if not response.content:
+        return _TransientTokenFailure(f"HTTP {status} with an empty body", status)
+    return _TransientTokenFailure(f"HTTP {status} with a body that is not JSON", status)
+
+
+def _is_html(response: requests.Response) -> bool:
+    content_type = response.headers.get("Content-Type", "").lower()
+    text = (response.text or "").lstrip()[:200].lower()
+    return "html" in content_type or text.startswith(("<!doctype html", "<html"))
 
 
 def _json_object(response: requests.Response) -> dict[str, Any] | None:
@@ -333,11 +387,19 @@ class TokenBasedAuth(requests.auth.AuthBase):
     :param secret_masker: called with every ``Authorization`` value and signature before it could be logged.
     """
 
+    unauthorized_hint = (
+        "Check that the consumer key and secret are the integration record's, that the token ID and secret "
+        "belong to an access token that is not revoked, that the token's role has the permissions 'Log in "
+        "using Access Tokens' and 'REST Web Services', and the Login Audit Trail (Setup > Users/Roles > "
+        "User Management)."
+    )
+
     def __init__(self, config: ConnectionConfig, *, secret_masker: SecretMasker | None = None) -> None:
         if not config.is_tba:
             raise NetSuiteConfigError("TokenBasedAuth needs a tba connection.", field="auth_type")
         self.config = config
         self.secret_masker = secret_masker or _noop_masker
+        _quiet_oauth_debug_logs()
         for secret in (config.consumer_secret, config.token_secret, config.token_id):
             if secret:
                 self.secret_masker(secret)

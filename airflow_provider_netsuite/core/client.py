@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Attribute of a response holding its body as parsed while checking it.
+_PARSED_JSON = "_netsuite_parsed_json"
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ class NetSuiteClient:
 
     :param config: the validated connection configuration.
     :param max_concurrency: most requests in flight at once (lowered automatically after 429s).
-    :param retry: the retry policy for transient failures.
+    :param retry: the retry policy for transient failures; by default the connection's ``max_retries``
+        and ``max_retry_wait``.
     :param session: a ``requests.Session`` to use; by default one with a connection pool sized for
         ``max_concurrency``.
     :param secret_masker: called with every secret derived at run time (Airflow's ``mask_secret``).
@@ -139,7 +142,9 @@ class NetSuiteClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RetryPolicy(
+            max_attempts=config.max_retries + 1, max_total_wait=config.max_retry_wait
+        )
         self.governor = ConcurrencyGovernor(max_concurrency)
         self.session = session or self._new_session(max_concurrency)
         self._sleep = sleep
@@ -239,7 +244,9 @@ class NetSuiteClient:
         response = self.request(method, path, expect_json=True, **kwargs)
         if not response.content:
             return {}
-        body = response.json()
+        body = getattr(response, _PARSED_JSON, None)
+        if body is None:
+            body = response.json()
         if not isinstance(body, dict):
             raise NetSuiteAPIError(
                 f"NetSuite answered {method} {path} with JSON that is not an object",
@@ -307,9 +314,8 @@ class NetSuiteClient:
         error = parse_error_response(response)
         raise NetSuiteAuthError(
             f"NetSuite refused the credentials for {self.auth.identity()} (401 to {method} {path}"
-            f"{', with a freshly minted token' if state['reauthenticated'] else ''}): {error}. Check the "
-            "role's permissions (REST Web Services, Log in using OAuth 2.0 Access Tokens) and the Login "
-            "Audit Trail (Setup > Users/Roles > User Management)."
+            f"{', with a freshly minted token' if state['reauthenticated'] else ''}): {error}. "
+            f"{self.auth.unauthorized_hint}"
         )
 
     def _send(
@@ -327,7 +333,8 @@ class NetSuiteClient:
                     verify=self.config.verify_tls,
                     **kwargs,
                 )
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            # ChunkedEncodingError is a connection dropped in the middle of the body (IncompleteRead).
             reason = "timeout" if isinstance(exc, requests.Timeout) else "connection error"
             final = NetSuiteTransientError(
                 f"NetSuite {method} {path} failed: {reason} ({type(exc).__name__}) "
@@ -363,13 +370,16 @@ class NetSuiteClient:
             raise parse_error_response(response, NetSuiteAPIError)
         if expect_json and response.content:
             try:
-                jsonlib.loads(response.content)
+                # Parsed once here and kept for request_json: a SuiteQL page is parsed only once.
+                setattr(response, _PARSED_JSON, jsonlib.loads(response.content))
             except ValueError:
                 final = NetSuiteTransientError(
                     f"NetSuite answered {method} {path} with {status} but the JSON "
                     "body was incomplete after every retry",
                     status=status,
                 )
+                if not retry_transient:
+                    raise final from None
                 raise _Retryable("incomplete JSON body", final) from None
         self.governor.on_success()
         return response

@@ -81,11 +81,20 @@ class _Extras:
                 )
         return value
 
-    def number(self, name: str, default: float, low: float, high: float, *, integer: bool = False) -> Any:
+    def number(
+        self,
+        name: str,
+        default: float,
+        low: float,
+        high: float,
+        *,
+        integer: bool = False,
+        unit: str = "seconds",
+    ) -> Any:
         value = self.values.get(name)
         if value is None:
             return default
-        kind = "whole number of seconds" if integer else "number of seconds"
+        kind = f"whole number of {unit}" if integer else f"number of {unit}"
         try:
             if isinstance(value, bool) or not isinstance(value, (int, float, str)):
                 raise TypeError
@@ -176,6 +185,8 @@ class ConnectionConfig:
     timezone: str = "UTC"
     verify_tls: bool = True
     timeout: float = 60.0
+    max_retries: int = 7
+    max_retry_wait: float = 300.0
     consumer_key: str | None = None
     consumer_secret: str | None = field(default=None, repr=False)
     token_id: str | None = field(default=None, repr=False)
@@ -233,6 +244,9 @@ class ConnectionConfig:
             "timezone": extras.timezone(),
             "verify_tls": verify_tls,
             "timeout": extras.number("timeout", 60.0, 1, MAX_TIMEOUT),
+            # Transient failures (429, 5xx, broken connections): retries per request and total wait.
+            "max_retries": extras.number("max_retries", 7, 0, 50, integer=True, unit="retries"),
+            "max_retry_wait": extras.number("max_retry_wait", 300.0, 0, 3600),
         }
         if auth_type == AUTH_TBA:
             return cls(auth_type=auth_type, **common, **_tba_fields(extras, login, password))
@@ -257,7 +271,7 @@ def _client_credentials_fields(extras: _Extras, login: str | None, password: str
     signing_key = load_signing_key(
         extras.text("private_key"),
         path=extras.text("private_key_path"),
-        passphrase=values.get("private_key_passphrase"),
+        passphrase=_passphrase(values.get("private_key_passphrase")),
         algorithm=algorithm,
     )
     return {
@@ -273,10 +287,20 @@ def _client_credentials_fields(extras: _Extras, login: str | None, password: str
     }
 
 
+def _passphrase(value: Any) -> str | None:
+    # Not stripped: spaces can be part of a passphrase.
+    if value is not None and not isinstance(value, str):
+        raise NetSuiteConfigError(
+            f"must be a string, not {type(value).__name__}.", field="private_key_passphrase"
+        )
+    return value
+
+
 def _tba_fields(extras: _Extras, login: str | None, password: str | None) -> dict[str, Any]:
     values = extras.values
     if values.get("consumer_key") is None:
-        values["consumer_key"] = login
+        # The form's "Client ID (consumer key)" field serves both modes: it is the same integration value.
+        values["consumer_key"] = values.get("client_id") or login
     if values.get("consumer_secret") is None:
         values["consumer_secret"] = password
     where = "see the integration record and Setup > Users/Roles > Access Tokens."

@@ -56,13 +56,18 @@ class AccessToken:
 
 
 class TokenCacheKey(NamedTuple):
-    """What identifies one cached token: the same key pair on another account or host is another token."""
+    """What identifies one cached token: the same key pair on another account or host is another token.
+
+    ``key_fingerprint`` (SHA-256 of the public key) keeps a connection whose private key was changed, or
+    is wrong, from reusing a token minted with another key: a connection test must prove its own key.
+    """
 
     account_id: str
     client_id: str
     certificate_id: str
     scopes: tuple[str, ...]
     base_url: str
+    key_fingerprint: str = ""
 
     def digest(self) -> str:
         """Return a SHA-256 hex digest of the key, usable as a file name."""

@@ -97,8 +97,9 @@ class NetSuiteHook(BaseHook):
             return False, str(error)
         except Exception as error:  # the UI shows the message; a crash would hide it
             return False, f"{type(error).__name__}: {error}"
-        visible = page.get("totalResults", 0)
+        # The probe selects at most one row: it shows whether customers are readable, not how many exist.
+        visible = "customer records visible" if page.get("totalResults") else "no customer records visible"
         return True, (
             f"Authenticated to NetSuite account {self.config.account.account_id} with "
-            f"{self.config.auth_type} and ran a SuiteQL probe ({visible} customers visible)."
+            f"{self.config.auth_type} and ran a SuiteQL probe ({visible} to this role)."
         )

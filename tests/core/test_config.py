@@ -208,6 +208,13 @@ def test_tba_config_and_repr():
         assert secret not in text
 
 
+def test_tba_takes_the_consumer_key_from_the_client_id_field():
+    extra = {key: value for key, value in TBA.items() if key != "consumer_key"}
+    extra["client_id"] = "ck-from-form"
+
+    assert ConnectionConfig.from_extra(extra).consumer_key == "ck-from-form"
+
+
 @pytest.mark.parametrize("missing", ["consumer_key", "consumer_secret", "token_id", "token_secret"])
 def test_tba_missing_fields(missing):
     extra = dict(TBA)
