@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: venv demo test lint bench bench-upsert bench-token-cache soak browser-deps lock clean
+.PHONY: venv demo test test-oldest lint bench bench-upsert bench-token-cache soak browser-deps lock clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: venv
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The suite on the oldest Airflow the package claims (docs/compatibility.md); browser tests excluded.
+test-oldest:
+	bash scripts/test-oldest.sh $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -72,6 +72,16 @@ def _conn_fields() -> dict[str, Any]:
             "Account time zone",
             "IANA name, like America/Los_Angeles, for incremental windows; UTC when empty.",
         ),
+        "max_retries": {
+            "label": "Retries per request",
+            "schema": {"type": ["integer", "null"], "minimum": 0, "maximum": 50},
+            "description": "Retries of 429, 5xx and broken connections; 7 when empty.",
+        },
+        "max_retry_wait": {
+            "label": "Longest total wait (s)",
+            "schema": {"type": ["integer", "null"], "minimum": 0, "maximum": 3600},
+            "description": "Seconds of back-off allowed per request before giving up; 300 when empty.",
+        },
         "base_url": _text(
             "Base URL override",
             "Leave empty for NetSuite; for offline tests the emulator's URL, like http://127.0.0.1:8765.",

@@ -6,6 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from requests.structures import CaseInsensitiveDict
+
 try:  # Subclass AirflowException when Airflow is installed, so tasks fail the Airflow way.
     from airflow.exceptions import AirflowException as _Base
 except ImportError:  # pragma: no cover - core is usable without Airflow
@@ -71,7 +73,8 @@ class NetSuiteAPIError(NetSuiteError):
         self.error_path = error_path
         self.details = list(details or [])
         self.title = title
-        self.headers = dict(headers or {})
+        # Header names are case-insensitive (HTTP/2 servers send them in lower case).
+        self.headers = CaseInsensitiveDict(headers or {})
         super().__init__(message)
 
     @property
@@ -159,5 +162,5 @@ def parse_error_response(
         error_path=error_path,
         details=details,
         title=title,
-        headers=dict(response.headers or {}),
+        headers=response.headers or {},
     )

@@ -38,8 +38,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -394,8 +395,10 @@ class FailureReport:
     def add(self, entry: dict[str, Any]) -> None:
         """Append one entry (a JSON line)."""
         line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
+        # A lone surrogate (a record refused for it) is written as its JSON escape, not crash the run.
+        data = line.encode("utf-8", errors="backslashreplace")
         with self._lock:
-            self._file.write(line.encode("utf-8"))
+            self._file.write(data)
             self.count += 1
 
     def publish(self, target: Any, publisher: Callable[[IO[bytes], Any], None] = publish_file) -> None:
@@ -511,15 +514,28 @@ class SingleRecordSender:
     def __init__(self, writer: RecordWriter, executor: ThreadPoolExecutor) -> None:
         self.writer = writer
         self.executor = executor
+        # Shared by every chunk: the next chunk is already queued while one finishes, and must stop too.
+        self.stop = threading.Event()
 
     def send_chunk(self, chunk: int, records: list[PreparedRecord]) -> ChunkOutcome:
         """Send the records of one chunk concurrently; stop starting new ones after a transient error."""
+        return self.collect(records, self.start(chunk, records))
+
+    def start(self, chunk: int, records: list[PreparedRecord]) -> list[Future[tuple[str, Any]]]:
+        """Queue the records of one chunk to the workers (after the intent part, in create mode).
+
+        Call it from one thread for every chunk, so that a chunk's records are all queued before the
+        next chunk's.
+        """
         writer = self.writer
         if writer.mode == "create" and writer.checkpoint is not None:
             writer.checkpoint.write("intent", chunk=chunk, positions=[[p.position, p.key] for p in records])
-        stop = threading.Event()
+        return [self.executor.submit(self._send_one, prepared, self.stop) for prepared in records]
+
+    def collect(self, records: list[PreparedRecord], futures: list[Future[tuple[str, Any]]]) -> ChunkOutcome:
+        """Wait for the records queued by :meth:`start` and sort them into the chunk's outcome."""
         outcome = ChunkOutcome()
-        results = self.executor.map(lambda prepared: self._send_one(prepared, stop), records)
+        results = (future.result() for future in futures)
         for prepared, (status, value) in zip(records, results, strict=True):
             if status == "ok":
                 outcome.succeeded.append((prepared, value))
@@ -630,7 +646,7 @@ class BatchSender:
             )
             location = response.headers.get("Location")
         except NetSuiteAPIError as exc:
-            location = exc.headers.get("Location") if exc.code == "IDEMPOTENCY_ERROR" else None
+            location = _header(exc.headers, "Location") if exc.code == "IDEMPOTENCY_ERROR" else None
             if not location:
                 raise
             log.info("batch chunk %d was submitted before; following its job", chunk)
@@ -731,6 +747,12 @@ class BatchSender:
             error_path=first.get("o:errorPath"),
             key=prepared.key,
         )
+
+
+def _header(headers: Any, name: str) -> str | None:
+    """Return a header's value whatever the case of its name (HTTP/2 and many servers send lower case)."""
+    wanted = name.lower()
+    return next((str(value) for key, value in (headers or {}).items() if key.lower() == wanted), None)
 
 
 def _truthy(value: Any) -> bool:
@@ -874,9 +896,19 @@ class RecordWriter:
         return self.client.request(method, path, params=params, headers=headers, **kwargs)
 
     def send(self, prepared: PreparedRecord) -> requests.Response:
-        """Send one record; a create is never repeated by the client after a 5xx or broken connection."""
+        """Send one record; a create is never repeated by the client after a 5xx or broken connection.
+
+        NetSuite answers a write with 204 and no body; a 2xx whose body is not complete JSON (an HTML page
+        or an answer cut short) is not taken as success.
+        """
         extra = {"retry_transient": False} if self.mode == "create" else {}
-        return self.call(_METHODS[self.mode], self.record_path(prepared.key), data=prepared.payload, **extra)
+        return self.call(
+            _METHODS[self.mode],
+            self.record_path(prepared.key),
+            data=prepared.payload,
+            expect_json=True,
+            **extra,
+        )
 
     def get_json(self, path: str) -> dict[str, Any]:
         """GET a JSON object (asynchronous job, task or result)."""
@@ -988,15 +1020,26 @@ class _Run:
             ", asynchronous batches" if writer.batch else "",
             writer.max_concurrency,
         )
-        with ThreadPoolExecutor(
-            max_workers=writer.max_concurrency, thread_name_prefix="netsuite-write"
-        ) as pool:
-            sender = BatchSender(writer, pool) if writer.batch else SingleRecordSender(writer, pool)
+        with (
+            ThreadPoolExecutor(
+                max_workers=writer.max_concurrency, thread_name_prefix="netsuite-write"
+            ) as pool,
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="netsuite-chunk") as chunks,
+        ):
             if writer.batch:
-                self._run_batches(records, sender, pool)
+                # One worker per batch job: up to max_concurrency jobs are submitted or polled at a time.
+                batches = BatchSender(writer, pool)
+                self._pipeline(records, lambda chunk, todo: pool.submit(batches.send_chunk, chunk, todo))
             else:
-                for chunk, items in _chunks(records, writer.chunk_size):
-                    self._handle_chunk(chunk, items, sender)
+                # Records are queued here, chunk after chunk, and each chunk's outcome is collected in a
+                # thread of its own, two chunks at a time: the next chunk's records are already queued
+                # when the current one's slowest record returns, so no worker idles at a chunk's end.
+                singles = SingleRecordSender(writer, pool)
+                self._pipeline(
+                    records,
+                    lambda chunk, todo: chunks.submit(singles.collect, todo, singles.start(chunk, todo)),
+                    depth=2,
+                )
         return self._finish()
 
     def _log_resume(self, state: CheckpointState) -> None:
@@ -1009,33 +1052,37 @@ class _Run:
                 len(state.intended),
             )
 
-    def _run_batches(self, records: Iterable[Any], sender: BatchSender, pool: ThreadPoolExecutor) -> None:
-        # Several batch jobs run at once: one worker per chunk, at most max_concurrency chunks at a time.
-        window: list[tuple[int, list[tuple[int, Any]]]] = []
-        for chunk, items in _chunks(records, self.writer.chunk_size):
-            window.append((chunk, items))
-            if len(window) >= self.writer.max_concurrency:
-                self._run_window(window, sender, pool)
-                window = []
-        if window:
-            self._run_window(window, sender, pool)
-
-    def _run_window(
-        self, window: list[tuple[int, list[tuple[int, Any]]]], sender: BatchSender, pool: ThreadPoolExecutor
+    def _pipeline(
+        self,
+        records: Iterable[Any],
+        submit: Callable[[int, list[PreparedRecord]], Future[ChunkOutcome]],
+        depth: int | None = None,
     ) -> None:
-        planned = [(chunk, self._plan(chunk, items)) for chunk, items in window]
-        futures = [
-            (chunk, pool.submit(sender.send_chunk, chunk, to_send)) for chunk, to_send in planned if to_send
-        ]
-        errors = [self._record_outcome(chunk, future.result(), batch=True) for chunk, future in futures]
+        """Send chunk after chunk with ``depth`` chunks in flight; record outcomes in chunk order.
+
+        No chunk waits for another to finish before it starts, so workers never idle at a chunk's end.
+        After a transient error no new chunk is started; the chunks in flight finish and are recorded
+        (their unstarted records as unsent) before the first error is raised.
+        """
+        depth = depth or self.writer.max_concurrency
+        pending: deque[tuple[int, Future[ChunkOutcome]]] = deque()
+        errors: list[BaseException | None] = []
+        for chunk, items in _chunks(records, self.writer.chunk_size):
+            to_send = self._plan(chunk, items)
+            if to_send:
+                pending.append((chunk, submit(chunk, to_send)))
+            while pending and (len(pending) >= depth or pending[0][1].done()):
+                errors.append(self._settle(*pending.popleft()))
+            self._progress()
+            if any(errors):
+                break
+        while pending:
+            errors.append(self._settle(*pending.popleft()))
         self._raise_first(errors)
         self._progress()
 
-    def _handle_chunk(self, chunk: int, items: list[tuple[int, Any]], sender: SingleRecordSender) -> None:
-        to_send = self._plan(chunk, items)
-        if to_send:
-            self._raise_first([self._record_outcome(chunk, sender.send_chunk(chunk, to_send))])
-        self._progress()
+    def _settle(self, chunk: int, future: Future[ChunkOutcome]) -> BaseException | None:
+        return self._record_outcome(chunk, future.result(), batch=self.writer.batch)
 
     @staticmethod
     def _raise_first(errors: list[BaseException | None]) -> None:

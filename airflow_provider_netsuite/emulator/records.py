@@ -43,6 +43,7 @@ import re
 import sqlite3
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 RECORD_PATH = "/services/rest/record/v1"
 JOB_PATH = "/services/rest/async/v1/job"
 ADMIN_PATH = "/_emulator/records/config"
+WRITES_PATH = "/_emulator/records/writes"
 FAILURES_ENV = "NETSUITE_EMULATOR_RECORD_FAILURES"
 JOB_DELAY_ENV = "NETSUITE_EMULATOR_JOB_DELAY_MS"
 WARNING_HEADER = "X-NetSuite-Warning"
@@ -281,9 +283,13 @@ class RecordService:
         self.jobs = JobStore(job_delay)
         self._write_lock = threading.Lock()
         self._not_null: dict[str, frozenset[str]] = {}
+        # Admin counters (not NetSuite's): write operations that reached the service, per record key.
+        self.writes: Counter[str] = Counter()
+        self._writes_lock = threading.Lock()
 
     def run(self, operation: Operation) -> Outcome:
         """Run one operation; a NetSuite error becomes an error outcome, never an exception."""
+        self._count_write(operation)
         try:
             return self._dispatch(operation)
         except RecordError as error:
@@ -293,6 +299,23 @@ class RecordService:
             log.exception("Record operation failed unexpectedly (error ID %s)", error_id)
             detail = f"An unexpected error occurred. Error ID: {error_id}"
             return RecordError(500, detail, "UNEXPECTED_ERROR").outcome()
+
+    def _count_write(self, operation: Operation) -> None:
+        """Count a write as ``<action> <recordType>/<key>``; a create is keyed by its body's externalId."""
+        if operation.action == "get":
+            return
+        key = operation.key
+        if key is None:
+            body = operation.body or {}
+            external_id = next((value for name, value in body.items() if name.lower() == "externalid"), None)
+            key = f"eid:{external_id}" if external_id is not None else "(no key)"
+        with self._writes_lock:
+            self.writes[f"{operation.action} {operation.record_type}/{key}"] += 1
+
+    def write_counts(self, contains: str = "") -> dict[str, int]:
+        """Return the write counters whose name contains ``contains``."""
+        with self._writes_lock:
+            return {name: count for name, count in self.writes.items() if contains in name}
 
     def run_task(self, operation: Operation) -> tuple[Outcome, bool]:
         """Run one operation as an async task; return its outcome and whether it succeeded."""
@@ -1140,6 +1163,13 @@ async def set_record_settings(request: Request) -> Response:
         return JSONResponse(configure_record_failures(request.app.state, spec))
     except ValueError as error:
         return JSONResponse({"error": str(error)}, status_code=400)
+
+
+@router.get(WRITES_PATH)
+async def get_write_counts(request: Request) -> dict[str, int]:
+    """Admin: count write operations per ``<action> <recordType>/<key>`` (``?contains=`` filters)."""
+    contains = request.query_params.get("contains", "")
+    return record_service(request.app.state).write_counts(contains)
 
 
 def _base_url(request: Request) -> str:

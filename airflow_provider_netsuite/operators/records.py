@@ -16,6 +16,7 @@ from airflow_provider_netsuite.core.records import (
     allowed_failures,
 )
 from airflow_provider_netsuite.hooks.netsuite import NetSuiteHook
+from airflow_provider_netsuite.utils.lineage import record_write_lineage, to_operator_lineage
 from airflow_provider_netsuite.utils.storage import as_storage_path, publish_atomically
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class NetSuiteRecordUpsertOperator(BaseOperator):
         self.batch = batch
         self.resend_uncertain = resend_uncertain
         self.netsuite_conn_id = netsuite_conn_id
+        self._lineage: dict[str, Any] | None = None
 
     def _source(self) -> Any:
         records = self.records
@@ -137,10 +139,22 @@ class NetSuiteRecordUpsertOperator(BaseOperator):
             )
         return None
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Report the input file read and the record type written; ``None`` without OpenLineage."""
+        if self._lineage is None:
+            return None
+        lineage = record_write_lineage(record_type=self.record_type, **self._lineage)
+        return to_operator_lineage(lineage)
+
     def execute(self, context: Context) -> dict[str, Any]:
         source = self._source()
         failure_path = self._failure_path(source)
         hook = NetSuiteHook(netsuite_conn_id=self.netsuite_conn_id, max_concurrency=self.max_concurrency)
+        self._lineage = {
+            "account_id": hook.config.account_id,
+            "source": source if hasattr(source, "open") else None,
+            "failure_report": failure_path,
+        }
         writer = RecordWriter(
             hook.get_conn(),
             self.record_type,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import jwt
 import pytest
-from conftest import CLIENT_ID, make_keypair
 from cryptography import x509
 
 from airflow_provider_netsuite.core.assertion import build_client_assertion
 from airflow_provider_netsuite.core.errors import NetSuiteConfigError
 from airflow_provider_netsuite.core.keys import load_signing_key
+from tests.conftest import CLIENT_ID, make_keypair
 
 TOKEN_URL = "https://1234567-sb1.suitetalk.api.netsuite.com/services/rest/auth/oauth2/v1/token"
 

@@ -17,7 +17,6 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import jwt
 import pytest
 import requests
-from conftest import CLIENT_ID
 from cryptography import x509
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
@@ -33,6 +32,7 @@ from airflow_provider_netsuite.core.errors import (
     NetSuiteTransientError,
 )
 from airflow_provider_netsuite.core.tokens import TokenCache
+from tests.conftest import CLIENT_ID
 
 BASE = "https://1234567-sb1.suitetalk.api.netsuite.com"
 TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import CLIENT_ID
 
 from airflow_provider_netsuite.core.config import ConnectionConfig
 from airflow_provider_netsuite.core.errors import NetSuiteConfigError
+from tests.conftest import CLIENT_ID
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import KeyPair, make_keypair
 
 from airflow_provider_netsuite.core.errors import NetSuiteConfigError
 from airflow_provider_netsuite.core.keys import load_signing_key
+from tests.conftest import KeyPair, make_keypair
 
 PASSPHRASE = "correct horse battery"
 

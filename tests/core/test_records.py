@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fake_record_service import FakeRecordService, SimulatedCrash
@@ -403,6 +404,7 @@ def operator_fake(monkeypatch):
     class FakeHook:
         def __init__(self, netsuite_conn_id, max_concurrency):
             self.netsuite_conn_id = netsuite_conn_id
+            self.config = SimpleNamespace(account_id="1234567_SB1", timezone="UTC")
 
         def get_conn(self):
             return fake

@@ -466,7 +466,7 @@ def test_consecutive_dag_runs_do_not_overlap_and_match_db(emu, airflow_db, tmp_p
 
     zone = ZoneInfo(ACCOUNT_ZONE)
     outputs = []
-    for day, result in zip(days, results, strict=True):
+    for result in results:
         path = Path(result["path"].removeprefix("file://"))
         assert f"dt={result['window_start'][:10]}" in str(path)  # partitioned by the window's start
         ids = [int(row["id"]) for row in read_jsonl(path)]
