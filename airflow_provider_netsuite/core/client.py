@@ -392,16 +392,7 @@ class NetSuiteClient:
             "every integration of the account: lower max_concurrency, or run these tasks in an Airflow pool "
             "with fewer slots."
         )
-        return NetSuiteConcurrencyLimitError(
-            message,
-            status=parsed.status,
-            code=parsed.code,
-            detail=parsed.detail,
-            error_path=parsed.error_path,
-            details=parsed.details,
-            title=parsed.title,
-            headers=parsed.headers,
-        )
+        return parsed.reworded(message, NetSuiteConcurrencyLimitError)
 
     def _should_stop(self, state: RetryCallState) -> bool:
         if state.attempt_number >= self.retry.max_attempts:

@@ -77,6 +77,22 @@ class NetSuiteAPIError(NetSuiteError):
         self.headers = CaseInsensitiveDict(headers or {})
         super().__init__(message)
 
+    def reworded(self, message: str, error_class: type[NetSuiteAPIError] | None = None) -> NetSuiteAPIError:
+        """Return the same NetSuite error with a message that says more (what to do next).
+
+        :param error_class: the class of the new error; by default the class of this one.
+        """
+        return (error_class or type(self))(
+            message,
+            status=self.status,
+            code=self.code,
+            detail=self.detail,
+            error_path=self.error_path,
+            details=self.details,
+            title=self.title,
+            headers=self.headers,
+        )
+
     @property
     def error_query_param(self) -> str | None:
         """Return ``o:errorQueryParam`` of the first error detail, if any."""

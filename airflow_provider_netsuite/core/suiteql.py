@@ -538,16 +538,7 @@ class SuiteQLExtract:
                 f"{error} -- the query is paged ordered by {', '.join(ex.keys)}: the query must select "
                 "these columns, or set key_columns to a unique key it selects"
             )
-            raise NetSuiteAPIError(
-                hint,
-                status=error.status,
-                code=error.code,
-                detail=error.detail,
-                details=error.details,
-                error_path=error.error_path,
-                title=error.title,
-                headers=error.headers,
-            ) from error
+            raise error.reworded(hint) from error
 
     def _check_keys_selected(self, items: list[dict[str, Any]]) -> None:
         missing = [key for key in self._extract.keys if key.lower() not in items[0]]
