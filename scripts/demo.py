@@ -21,7 +21,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / ".build" / "demo"
+WORK = Path(os.environ.get("NETSUITE_DEMO_WORK", ROOT / ".build" / "demo"))
 BIN = Path(sys.executable).parent
 DAG_ID = "netsuite_customers_daily"
 LOGICAL_DATE = os.environ.get("NETSUITE_DEMO_DATE", "2026-06-17")
@@ -157,9 +157,16 @@ def expected_rows(window_start: str, window_end: str) -> int:
     return int(json.loads(emulator_cli("query", "--json", sql))[0]["n"])
 
 
-def count_lines(path: str) -> int:
+def read_rows(path: str) -> list[dict]:
     with open(path.removeprefix("file://"), "rb") as handle:
-        return sum(1 for _ in handle)
+        return [json.loads(line) for line in handle]
+
+
+def print_sample(rows: list[dict], count: int = 5) -> None:
+    """Print the first rows as NetSuite sent them (values as strings, ``links`` left out for brevity)."""
+    print(f"First {min(count, len(rows))} of {len(rows)} rows:")
+    for row in rows[:count]:
+        print("  " + json.dumps({key: value for key, value in row.items() if key != "links"}))
 
 
 def main() -> None:
@@ -184,7 +191,7 @@ def main() -> None:
         run(str(BIN / "airflow"), "db", "migrate", env=env, capture=True)
         output = run(str(BIN / "airflow"), "dags", "test", DAG_ID, LOGICAL_DATE, env=env, capture=True)
         result = extract_result(output)
-        written = count_lines(result["path"])
+        rows = read_rows(result["path"])
         expected = expected_rows(result["window_start"], result["window_end"])
     finally:
         process.terminate()
@@ -194,6 +201,8 @@ def main() -> None:
         f"for [{result['window_start']}, {result['window_end']})"
     )
     print(f"Output: {result['path']}")
+    print_sample(rows)
+    written = len(rows)
     print(f"Rows in the output file: {written}; rows the query selects in the emulator's data: {expected}")
     print(f"Demo finished in {time.monotonic() - started:.1f} s")
     if not (written == expected == result["rows"]):

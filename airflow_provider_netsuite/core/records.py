@@ -467,6 +467,23 @@ def internal_id_from_location(location: str | None) -> str | None:
     return last or None
 
 
+def written_record_id(response: requests.Response) -> str | None:
+    """Return the internal ID of a written record: from ``Location``, else from a JSON body's ``id``.
+
+    NetSuite answers a write with 204 and ``Location``; an answer of 200 or 201 with the record as JSON
+    (documented for some sublist examples) is read too.
+    """
+    found = internal_id_from_location(response.headers.get("Location"))
+    if found is not None or not response.content:
+        return found
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    value = body.get("id") if isinstance(body, dict) else None
+    return str(value) if value is not None else None
+
+
 def relative_path(location: str) -> str:
     """Return the part of a NetSuite URL from ``/services/rest/`` on (the client adds its own base URL)."""
     index = location.find("/services/rest/")
@@ -485,6 +502,8 @@ class ChunkOutcome:
     failed: list[dict[str, Any]] = field(default_factory=list)
     unsent: list[int] = field(default_factory=list)
     error: BaseException | None = None
+    #: Records of a batch whose task failed transiently, to submit again (no outcome yet).
+    again: list[tuple[PreparedRecord, NetSuiteAPIError]] = field(default_factory=list)
 
     def part(self, chunk: int, batch_done: bool = False) -> dict[str, Any]:
         """Return the checkpoint part that records this outcome."""
@@ -562,7 +581,7 @@ class SingleRecordSender:
             if isinstance(exc, (NetSuiteConcurrencyLimitError, NetSuiteAuthError)):
                 return "refused", exc
             return "error", exc
-        return "ok", internal_id_from_location(response.headers.get("Location"))
+        return "ok", written_record_id(response)
 
 
 class BatchSender:
@@ -588,34 +607,84 @@ class BatchSender:
     """
 
     chunk_size = 100
+    #: Jobs per chunk: the first, and new ones for records whose task failed transiently.
+    rounds = 4
 
     def __init__(self, writer: RecordWriter, executor: ThreadPoolExecutor) -> None:
         self.writer = writer
         self.executor = executor
 
     def send_chunk(self, chunk: int, records: list[PreparedRecord]) -> ChunkOutcome:
-        """Submit (or find again) the chunk's job, wait for it and map its tasks to the records."""
+        """Submit (or find again) the chunk's job, wait for it and map its tasks to the records.
+
+        Records whose task failed transiently (its result is a 5xx or 429) are submitted again in a new job
+        with a new idempotency key, up to :attr:`rounds` jobs in all; the outcomes settled before each new
+        job are checkpointed first, so a task retry resumes with the records still open.
+        """
         writer = self.writer
         earlier = writer.state.jobs.get(chunk) if writer.state else None
+        attempt = int(earlier.get("round", 0)) if earlier else 0
+        total = ChunkOutcome()
         try:
-            if earlier and earlier.get("job"):
-                job = earlier["job"]
-                records = self._reorder(records, earlier.get("positions"))
-            else:
-                key = (
-                    earlier["key"] if earlier else str(uuid.uuid5(_RUN_NAMESPACE, f"{writer.run_id}:{chunk}"))
+            while True:
+                outcome = self._send_round(chunk, records, earlier, attempt)
+                total.succeeded += outcome.succeeded
+                total.failed += outcome.failed
+                if not outcome.again:
+                    return total
+                attempt, earlier = attempt + 1, None
+                if attempt >= self.rounds or writer.mode == "create":
+                    total.failed += [self._transient_failure(p, exc) for p, exc in outcome.again]
+                    return total
+                if writer.checkpoint is not None:
+                    writer.checkpoint.write("outcome", **outcome.part(chunk))
+                log.warning(
+                    "%d records of batch chunk %d failed transiently inside the job; submitting them again "
+                    "(job %d of %d)",
+                    len(outcome.again),
+                    chunk,
+                    attempt + 1,
+                    self.rounds,
                 )
-                if earlier:
-                    records = self._reorder(records, earlier.get("positions"))
-                job = self._submit(chunk, records, key)
-                if isinstance(job, ChunkOutcome):
-                    return job
-            self._wait(job)
-            return self._collect(job, records)
+                records = [prepared for prepared, _ in outcome.again]
+                writer.sleep(writer.poll_interval)
         except BaseException as exc:
             if is_permanent(exc):
-                return ChunkOutcome(failed=[api_failure(p, exc) for p in records])  # type: ignore[arg-type]
-            return ChunkOutcome(error=exc)
+                total.failed += [api_failure(p, exc) for p in records]  # type: ignore[arg-type]
+                return total
+            total.error = exc
+            return total
+
+    def _send_round(
+        self, chunk: int, records: list[PreparedRecord], earlier: dict[str, Any] | None, attempt: int
+    ) -> ChunkOutcome:
+        """Follow the job recorded for the chunk, or submit one; wait for it and collect its tasks."""
+        if earlier and earlier.get("job"):
+            records = self._reorder(records, earlier.get("positions"))
+            job = earlier["job"]
+        else:
+            if earlier:
+                records = self._reorder(records, earlier.get("positions"))
+            key = earlier["key"] if earlier else self._idempotency_key(chunk, attempt)
+            job = self._submit(chunk, records, key, attempt)
+            if isinstance(job, ChunkOutcome):
+                return job
+        self._wait(job)
+        return self._collect(job, records)
+
+    def _idempotency_key(self, chunk: int, attempt: int) -> str:
+        # The same write, chunk and attempt give the same key, so a resubmission after a crash is recognised.
+        name = f"{self.writer.run_id}:{chunk}" + (f":{attempt}" if attempt else "")
+        return str(uuid.uuid5(_RUN_NAMESPACE, name))
+
+    def _transient_failure(self, prepared: PreparedRecord, error: NetSuiteAPIError) -> dict[str, Any]:
+        if self.writer.mode == "create":
+            why = "a create is not submitted again, since NetSuite may have created the record"
+        else:
+            why = f"it failed in each of {self.rounds} jobs"
+        entry = api_failure(prepared, error)
+        entry["detail"] = f"{entry['detail']} (the batch task failed transiently; {why}: check the record)"
+        return entry
 
     @staticmethod
     def _reorder(records: list[PreparedRecord], positions: list[int] | None) -> list[PreparedRecord]:
@@ -629,11 +698,14 @@ class BatchSender:
             )
         return [by_position[int(position)] for position in positions]
 
-    def _submit(self, chunk: int, records: list[PreparedRecord], key: str) -> str | ChunkOutcome:
+    def _submit(
+        self, chunk: int, records: list[PreparedRecord], key: str, attempt: int
+    ) -> str | ChunkOutcome:
         writer = self.writer
         positions = [p.position for p in records]
+        recorded = {"chunk": chunk, "key": key, "positions": positions, "round": attempt}
         if writer.checkpoint is not None:
-            writer.checkpoint.write("job", chunk=chunk, key=key, positions=positions, job=None)
+            writer.checkpoint.write("job", **recorded, job=None)
         headers = {
             "Prefer": "respond-async",
             "Content-Type": "application/vnd.oracle.resource+json; type=collection",
@@ -656,7 +728,7 @@ class BatchSender:
             )
         job = relative_path(location)
         if writer.checkpoint is not None:
-            writer.checkpoint.write("job", chunk=chunk, key=key, positions=positions, job=job)
+            writer.checkpoint.write("job", **recorded, job=job)
         return job
 
     def _wait(self, job: str) -> None:
@@ -726,24 +798,47 @@ class BatchSender:
                 )
             )
             return
-        outcome.failed.append(self._task_failure(prepared, task))
+        self._task_failure(prepared, task, outcome)
 
-    def _task_failure(self, prepared: PreparedRecord, task: str) -> dict[str, Any]:
+    def _task_failure(self, prepared: PreparedRecord, task: str, outcome: ChunkOutcome) -> None:
+        # The result holds the operation's answer: a 5xx or 429 there means NetSuite did not write the
+        # record this time, so it is read once (not retried) and the record goes into the next job.
         try:
-            result = self.writer.get_json(task.rstrip("/") + "/result")
+            result = self.writer.get_json(task.rstrip("/") + "/result", retry_transient=False)
         except NetSuiteAPIError as exc:
-            if not is_permanent(exc):
+            if is_permanent(exc):
+                outcome.failed.append(api_failure(prepared, exc))
+            elif isinstance(exc, (NetSuiteAuthError, NetSuiteConcurrencyLimitError)):
                 raise
-            return api_failure(prepared, exc)
+            else:
+                outcome.again.append((prepared, exc))
+            return
+        status = result.get("status")
+        status = int(status) if isinstance(status, (int, str)) and str(status).isdigit() else None
+        if status is not None and (status >= 500 or status == 429):
+            entry = self._failure_from_result(prepared, result, status)
+            error = NetSuiteTransientError(
+                f"the batch task {task} answered {status}",
+                status=status,
+                code=entry["code"],
+                detail=entry["detail"],
+            )
+            outcome.again.append((prepared, error))
+            return
+        outcome.failed.append(self._failure_from_result(prepared, result, status))
+
+    @staticmethod
+    def _failure_from_result(
+        prepared: PreparedRecord, result: dict[str, Any], status: int | None
+    ) -> dict[str, Any]:
         details = result.get("o:errorDetails")
         first = details[0] if isinstance(details, list) and details and isinstance(details[0], dict) else {}
-        status = result.get("status")
         return failure_entry(
             prepared.position,
             prepared.record,
             code=first.get("o:errorCode") or result.get("o:errorCode") or "BATCH_TASK_FAILED",
             detail=first.get("detail") or result.get("title") or "the batch task failed",
-            status=int(status) if isinstance(status, (int, str)) and str(status).isdigit() else None,
+            status=status,
             error_path=first.get("o:errorPath"),
             key=prepared.key,
         )
@@ -910,9 +1005,12 @@ class RecordWriter:
             **extra,
         )
 
-    def get_json(self, path: str) -> dict[str, Any]:
-        """GET a JSON object (asynchronous job, task or result)."""
-        response = self.client.request("GET", path, expect_json=True)
+    def get_json(self, path: str, retry_transient: bool = True) -> dict[str, Any]:
+        """GET a JSON object (asynchronous job, task or result).
+
+        :param retry_transient: set False to have a 5xx answer raised at once instead of retried.
+        """
+        response = self.client.request("GET", path, expect_json=True, retry_transient=retry_transient)
         try:
             body = response.json() if response.content else {}
         except ValueError:

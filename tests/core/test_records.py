@@ -16,6 +16,7 @@ from airflow_provider_netsuite.core.record_sources import InvalidInput
 from airflow_provider_netsuite.core.records import (
     LOCAL_VALIDATION,
     UNCERTAIN_AFTER_CRASH,
+    BatchSender,
     CheckpointMismatchError,
     RecordFailuresExceededError,
     RecordWriter,
@@ -391,6 +392,71 @@ def test_batch_resubmission_after_crash_reuses_the_idempotency_key(tmp_path):
     assert (result.succeeded, result.failed) == (30, 0)
     assert len(fake.external) == 30  # nothing created twice
     assert len(fake.jobs) == jobs_before + 1  # job 2 was polled again, only chunk 3 submitted
+
+
+def _batch_writer(fake, path, mode="upsert", **kwargs):
+    return RecordWriter(
+        fake, "customer", mode=mode, batch=True, failure_path=path, sleep=lambda _: None, **kwargs
+    )
+
+
+def test_batch_task_that_failed_transiently_is_submitted_again_in_a_new_job(tmp_path):
+    fake = FakeRecordService(transient={"CUST-3": 2})
+
+    result = _batch_writer(fake, tmp_path / "f.jsonl").write(customers(20))
+
+    assert (result.succeeded, result.failed) == (20, 0)
+    submits = fake.write_calls()
+    assert [len(call.body()["items"]) for call in submits] == [20, 1, 1]
+    assert [item["externalId"] for call in submits[1:] for item in call.body()["items"]] == ["CUST-3"] * 2
+    assert len({call.headers["X-NetSuite-Idempotency-Key"] for call in submits}) == 3
+    assert fake.by_external_id("customer", "CUST-3") == {"companyName": "Company 3"}
+    assert read_report(tmp_path / "f.jsonl") == []
+
+
+def test_batch_task_failing_transiently_in_every_job_is_reported(tmp_path):
+    fake = FakeRecordService(transient={"CUST-3": 99})
+
+    result = _batch_writer(fake, tmp_path / "f.jsonl").write(customers(5))
+
+    assert (result.input, result.succeeded, result.failed) == (5, 4, 1)
+    assert len(fake.write_calls()) == BatchSender.rounds
+    [entry] = read_report(tmp_path / "f.jsonl")
+    assert (entry["key"], entry["status"]) == ("CUST-3", 503)
+    assert "failed transiently" in entry["detail"]
+
+
+def test_batch_create_that_failed_transiently_is_not_submitted_again(tmp_path):
+    fake = FakeRecordService(transient={"CUST-3": 1})
+
+    result = _batch_writer(fake, tmp_path / "f.jsonl", mode="create").write(customers(5))
+
+    assert (result.succeeded, result.failed) == (4, 1)
+    assert len(fake.write_calls()) == 1
+    [entry] = read_report(tmp_path / "f.jsonl")
+    assert "may have created" in entry["detail"]
+
+
+def test_crash_while_a_resubmitted_job_runs_resumes_with_that_job(tmp_path):
+    fake = FakeRecordService(transient={"CUST-3": 1})
+    original = fake._get
+    crashed = []
+
+    def crash_once_on_job_2(path_):
+        if path_.endswith("/job/2") and not crashed:
+            crashed.append(path_)
+            raise SimulatedCrash("died while polling the second job")
+        return original(path_)
+
+    fake._get = crash_once_on_job_2
+    with pytest.raises(SimulatedCrash):
+        _batch_writer(fake, tmp_path / "f.jsonl").write(customers(10))
+
+    result = _batch_writer(fake, tmp_path / "f.jsonl").write(customers(10))
+
+    assert (result.succeeded, result.failed, result.resumed) == (10, 0, 9)
+    assert len(fake.jobs) == 2  # the second job was followed again, not submitted a third time
+    assert fake.by_external_id("customer", "CUST-3") == {"companyName": "Company 3"}
 
 
 # -- the Airflow operator (thin layer): hook replaced by the fake
