@@ -94,6 +94,11 @@ CAUSES = {
     ),
     "invalid_response": (_CHECK_HOST, "no proxy or firewall answers in NetSuite's place"),
 }
+# NetSuite answers "Invalid login attempt" (INVALID_LOGIN) to every refused login and keeps the reason in
+# the Login Audit Trail, so a REST-style refusal of the client assertion may mean a wrong client ID as well
+# as an unknown certificate ID, a bad signature or an expired assertion: list the causes of both.
+_INVALID_LOGIN_CAUSES = tuple(dict.fromkeys(CAUSES["invalid_client"] + CAUSES["invalid_grant"]))
+_LOGIN_REFUSED_CODES = {"INVALID_LOGIN", "INVALID_LOGIN_ATTEMPT", "INVALID_LOGIN_CREDENTIALS"}
 _DEFAULT_CAUSES = (
     _CHECK_INTEGRATION,
     _CHECK_MAPPING,
@@ -316,6 +321,9 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
             return self._build_error(
                 body["error"], response.status_code, str(description) if description else None
             )
+        rest = _rest_error(body)
+        if rest is not None:
+            return self._rest_token_error(response.status_code, *rest)
         if _is_html(response):
             return self._build_error("html_response", response.status_code, "the answer was an HTML page")
         return self._build_error(
@@ -323,6 +331,22 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
             response.status_code,
             "the answer was not the JSON NetSuite's token endpoint sends",
         )
+
+    def _rest_token_error(self, status: int, code: str | None, detail: str | None) -> NetSuiteTokenError:
+        """Map a REST-style error body (``o:errorDetails``) of the token endpoint to an OAuth error.
+
+        How NetSuite words M2M refusals is not documented: besides OAuth's ``{"error": ...}`` it may answer
+        like its REST services, ``{"title": ..., "status": 401, "o:errorDetails": [{"o:errorCode":
+        "INVALID_LOGIN", "detail": "Invalid login attempt..."}]}``.
+        """
+        description = ": ".join(part for part in (code, detail) if part) or None
+        if status == 401 or (code or "").upper() in _LOGIN_REFUSED_CODES:
+            # OAuth gives 401 to invalid_client; NetSuite's login refusal does not say which credential
+            # failed, so the message lists the causes of invalid_client and invalid_grant together.
+            return self._build_error("invalid_client", status, description, _INVALID_LOGIN_CAUSES)
+        if status == 403:
+            return self._build_error("unauthorized_client", status, description)
+        return self._build_error("invalid_request", status, description)
 
     def _unavailable_error(self, token_url: str, last: _TransientTokenFailure) -> NetSuiteTokenError:
         advice = "It may be down or unreachable from this host; try again later."
@@ -338,8 +362,10 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
             status=last.status,
         )
 
-    def _build_error(self, error: str, status: int, description: str | None) -> NetSuiteTokenError:
-        causes = CAUSES.get(error, _DEFAULT_CAUSES)
+    def _build_error(
+        self, error: str, status: int, description: str | None, causes: tuple[str, ...] | None = None
+    ) -> NetSuiteTokenError:
+        causes = causes or CAUSES.get(error, _DEFAULT_CAUSES)
         described = f": {description[:_DESCRIPTION_CHARS]}" if description else ""
         message = (
             f"NetSuite refused to issue an access token ({error}, HTTP {status}) for {self.identity()} at "
@@ -357,6 +383,10 @@ def _describe_transient(response: requests.Response) -> _TransientTokenFailure:
         return _TransientTokenFailure(
             f"HTTP {status} {body['error']}" + (f": {description}" if description else ""), status
         )
+    rest = _rest_error(body)
+    if rest is not None:
+        description = ": ".join(part for part in rest if part)[:_DESCRIPTION_CHARS]
+        return _TransientTokenFailure(f"HTTP {status}" + (f" {description}" if description else ""), status)
     if _is_html(response):
         return _TransientTokenFailure(f"HTTP {status} with an HTML page", status, html=True)
     if not response.content:
@@ -368,6 +398,24 @@ def _is_html(response: requests.Response) -> bool:
     content_type = response.headers.get("Content-Type", "").lower()
     text = (response.text or "").lstrip()[:200].lower()
     return "html" in content_type or text.startswith(("<!doctype html", "<html"))
+
+
+def _rest_error(body: dict[str, Any] | None) -> tuple[str | None, str | None] | None:
+    """Return ``(o:errorCode, detail)`` of a REST-style error body, ``None`` for any other body.
+
+    The code and detail of the first ``o:errorDetails`` entry win over a top-level ``o:errorCode`` and
+    ``title``.
+    """
+    if body is None:
+        return None
+    rest_shaped = "o:errorDetails" in body or "o:errorCode" in body or {"title", "status"} <= body.keys()
+    if not rest_shaped:
+        return None
+    details = body.get("o:errorDetails")
+    first = next((d for d in details if isinstance(d, dict)), {}) if isinstance(details, list) else {}
+    code = first.get("o:errorCode") or body.get("o:errorCode")
+    detail = first.get("detail") or body.get("title")
+    return (str(code) if code else None, str(detail) if detail else None)
 
 
 def _json_object(response: requests.Response) -> dict[str, Any] | None:

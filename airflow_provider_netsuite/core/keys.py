@@ -23,6 +23,8 @@ from airflow_provider_netsuite.core.errors import NetSuiteConfigError
 
 MAX_KEY_BYTES = 64 * 1024
 MIN_RSA_BITS = 3072
+#: The only RSA modulus sizes NetSuite's M2M setup accepts (not "at least 3072": 3584 or 8192 are refused).
+RSA_KEY_SIZES = (3072, 4096)
 RSA_ALGORITHMS = ("PS256", "PS384", "PS512")
 EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 HOW_TO_MAKE_A_KEY = (
@@ -169,8 +171,11 @@ def _choose_algorithm(key: Any, requested: str | None) -> SigningKey:
             "algorithm",
         )
     if isinstance(key, rsa.RSAPrivateKey):
-        if key.key_size < MIN_RSA_BITS:
-            raise _error(f"the RSA key has {key.key_size} bits; NetSuite needs 3072 or 4096 bits.")
+        if key.key_size not in RSA_KEY_SIZES:
+            raise _error(
+                f"the RSA key has {key.key_size} bits; NetSuite accepts only RSA keys of exactly 3072 or "
+                "4096 bits."
+            )
         if wanted and wanted not in RSA_ALGORITHMS:
             raise _error(
                 f"{wanted} needs an EC key; an RSA key signs with PS256, PS384 or PS512.", "algorithm"

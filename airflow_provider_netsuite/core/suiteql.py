@@ -4,7 +4,8 @@ NetSuite pages a SuiteQL result with ``limit``/``offset``, refuses offsets at or
 only pages stably over "a unique and unambiguous sorting order". Every query is therefore wrapped and
 ordered by a unique key (``key_columns``). Three strategies fetch the wrapped query:
 
-* :class:`OffsetPaging`: up to 100,000 results, pages fetched in parallel.
+* :class:`OffsetPaging`: fewer than 100,000 results, pages fetched in parallel (one after another when
+  NetSuite leaves out ``totalResults``).
 * :class:`KeyRangePartitions`: a single integer key, split into ranges holding about one page each,
   fetched in parallel.
 * :class:`KeysetPaging`: any key (text, composite), ``WHERE key > last`` one page after another.
@@ -233,7 +234,21 @@ class _Extract:
 
     @property
     def window(self) -> int:
+        """Pages fetched or held and not yet yielded: twice the concurrency."""
         return 2 * self.max_concurrency
+
+    @property
+    def workers(self) -> int:
+        """Threads fetching pages: ``window`` when the client's governor caps requests in flight.
+
+        A thread parses a page's JSON after its request returned, outside the governor's slot; with twice
+        as many threads as slots another request uses the slot meanwhile. A client without a governor (or
+        with a higher cap) gets ``max_concurrency`` threads, as the pool is then the only cap.
+        """
+        cap = getattr(getattr(self.client, "governor", None), "max_concurrency", None)
+        if isinstance(cap, int) and cap <= self.max_concurrency:
+            return self.window
+        return self.max_concurrency
 
     def fetch(self, query: str, params: list[Any], offset: int, limit: int | None = None) -> dict[str, Any]:
         with self._lock:
@@ -277,34 +292,51 @@ class OffsetPaging(PagingStrategy):
     """Page ``SELECT * FROM (<q>) ORDER BY <keys>`` by offset, pages after the first in parallel.
 
     The first page gives the total; offsets 1000, 2000, ... below it are then fetched concurrently and
-    yielded in offset order. Only possible up to 100,000 results. Page it expects::
+    yielded in offset order. Only possible below 100,000 results. Page it expects::
 
         {"links": [...], "count": 1000, "hasMore": true, "offset": 2000, "totalResults": 4321,
          "items": [{"links": [], "id": "2001", "companyname": "Acme"}, ...]}
+
+    Without ``totalResults`` the pages are fetched one after another until ``hasMore`` is false (or, without
+    ``hasMore`` too, until a short page). When the 100,000 offset cap is reached, or the last page by
+    ``totalResults`` still says ``hasMore`` (a total capped at 100,000), paging goes on key-ordered after the
+    last key, as :class:`KeysetPaging` does.
     """
 
     name = "offset"
 
     def pages(self, first_page: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        if "totalResults" not in first_page:
+            yield from self._sequential(first_page)
+            return
+
         ex = self.extract
-        total = int(first_page.get("totalResults", len(first_page["items"])))
+        total = int(first_page["totalResults"])
         if total > ex.result_cap:
             raise ValueError(
                 f"Offset paging reaches only {ex.result_cap} results and this query has {total}; use "
                 "strategy 'key_ranges' or 'keyset'"
             )
         self.expected_rows = total
-        if first_page["items"]:
-            yield first_page["items"]
+        if not first_page["items"]:
+            return
+        yield first_page["items"]
 
+        last_page = first_page
         query = wrap_query(ex.query, ex.keys)
-        tasks = (
-            partial(self._page, query, offset, total) for offset in range(ex.page_size, total, ex.page_size)
-        )
-        with closing(ordered_parallel(tasks, ex.max_concurrency, ex.window)) as results:
-            yield from results
+        offsets = range(ex.page_size, total, ex.page_size)
+        tasks = (partial(self._page, query, offset, total) for offset in offsets)
+        with closing(ordered_parallel(tasks, ex.workers, ex.window)) as results:
+            for last_page in results:
+                yield last_page["items"]
 
-    def _page(self, query: str, offset: int, total: int) -> list[dict[str, Any]]:
+        capped = total >= ex.result_cap
+        if last_page.get("hasMore", capped and len(last_page["items"]) >= ex.page_size):
+            if capped:
+                self.expected_rows = None  # the total was NetSuite's cap, not the row count
+            yield from self._continue_by_key(last_page["items"], (len(offsets) + 1) * ex.page_size)
+
+    def _page(self, query: str, offset: int, total: int) -> dict[str, Any]:
         page = self.extract.fetch(query, self.extract.params, offset)
         if "totalResults" in page and int(page["totalResults"]) != total:
             raise SuiteQLExtractError(
@@ -313,7 +345,39 @@ class OffsetPaging(PagingStrategy):
             )
         if not page["items"]:
             raise _empty_page_error(offset, total)
-        return page["items"]
+        return page
+
+    def _sequential(self, first_page: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        """Page by offset one page after another, for pages that carry no ``totalResults``."""
+        ex = self.extract
+        query = wrap_query(ex.query, ex.keys)
+        page, offset = first_page, 0
+        while page["items"]:
+            yield page["items"]
+            said_more = page.get("hasMore")
+            if not page.get("hasMore", len(page["items"]) >= ex.page_size):
+                return
+            offset += ex.page_size
+            if offset >= ex.result_cap:
+                yield from self._continue_by_key(page["items"], offset)
+                return
+            page = ex.fetch(query, ex.params, offset)
+            if not page["items"] and said_more is True:
+                raise SuiteQLExtractError(
+                    f"SuiteQL returned an empty page at offset {offset} after the page before it said "
+                    "hasMore: rows are still expected, so the extract stops instead of finishing short"
+                )
+
+    def _continue_by_key(self, items: list[dict[str, Any]], offset: int) -> Iterator[list[dict[str, Any]]]:
+        """Yield the pages after the last item's key, where offset paging cannot go on."""
+        self.extract.log.warning(
+            "SuiteQL offset paging stops at offset %d while NetSuite says hasMore (offsets end at %d, "
+            "totalResults may be capped there); continuing ordered by %s after the last key",
+            offset,
+            self.extract.result_cap,
+            ", ".join(self.extract.keys),
+        )
+        yield from KeysetPaging(self.extract).after(items[-1])
 
 
 class KeysetPaging(PagingStrategy):
@@ -330,10 +394,20 @@ class KeysetPaging(PagingStrategy):
     name = "keyset"
 
     def pages(self, first_page: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        return self._follow(first_page)
+
+    def after(self, last_item: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        """Yield the pages of the rows whose key follows the key of ``last_item``."""
+        return self._follow(self._page_after(last_item))
+
+    def _page_after(self, last_item: dict[str, Any]) -> dict[str, Any]:
         ex = self.extract
         query = wrap_query(ex.query, ex.keys, keyset_predicate(ex.keys))
-        key_names = [key.lower() for key in ex.keys]
-        page = first_page
+        last_key = [last_item[key.lower()] for key in ex.keys]
+        return ex.fetch(query, ex.params + keyset_params(last_key), 0)
+
+    def _follow(self, page: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        ex = self.extract
         while True:
             items = page["items"]
             if not items:
@@ -343,8 +417,7 @@ class KeysetPaging(PagingStrategy):
             yield items
             if not page.get("hasMore", len(items) >= ex.page_size):
                 return
-            last = items[-1]
-            page = ex.fetch(query, ex.params + keyset_params([last[name] for name in key_names]), 0)
+            page = self._page_after(items[-1])
 
 
 class KeyRangePartitions(PagingStrategy):
@@ -385,7 +458,7 @@ class KeyRangePartitions(PagingStrategy):
 
         query = wrap_query(ex.query, ex.keys, range_predicate(key))
         tasks = (partial(self._range, query, start, stop) for start, stop in ranges)
-        with closing(ordered_parallel(tasks, ex.max_concurrency, ex.window)) as results:
+        with closing(ordered_parallel(tasks, ex.workers, ex.window)) as results:
             for pages in results:
                 yield from pages
 
@@ -397,16 +470,28 @@ class KeyRangePartitions(PagingStrategy):
             page = ex.fetch(query, [*ex.params, str(start), str(stop)], offset)
             total = int(page.get("totalResults", 0))
             if offset == 0 and total > ex.result_cap and stop - start > 1:
-                middle = (start + stop) // 2
-                return self._range(query, start, middle) + self._range(query, middle, stop)
-            if not page["items"]:
+                return self._halves(query, start, stop)
+            items = page["items"]
+            if not items:
                 if offset < total:
                     raise _empty_page_error(offset, total, f" of key range [{start}, {stop})")
                 return pages
-            pages.append(page["items"])
+            pages.append(items)
             offset += ex.page_size
-            if not page.get("hasMore", False):
+            if not page.get("hasMore", len(items) >= ex.page_size):
                 return pages
+            if offset >= ex.result_cap:
+                # Without totalResults the range's size shows only here: start over in two halves.
+                return self._halves(query, start, stop)
+
+    def _halves(self, query: str, start: int, stop: int) -> list[list[dict[str, Any]]]:
+        if stop - start <= 1:
+            raise SuiteQLExtractError(
+                f"Key {start} holds more than {self.extract.result_cap} rows: the key column is not unique; "
+                "set key_columns to a unique key"
+            )
+        middle = (start + stop) // 2
+        return self._range(query, start, middle) + self._range(query, middle, stop)
 
 
 _STRATEGY_CLASSES: dict[str, type[PagingStrategy]] = {
@@ -561,16 +646,18 @@ class SuiteQLExtract:
         ex = self._extract
         first = self._fetch_first_page()
         items = first["items"]
-        total = int(first.get("totalResults", len(items)))
+        # totalResults is documented, but an answer without it is paged one page after another.
+        total = int(first["totalResults"]) if "totalResults" in first else None
         if items:
             self._check_keys_selected(items)
-        elif total > 0:
+        elif total:
             raise _empty_page_error(0, total)
 
         integer_key = self._integer_key(items)
         name = self._requested
         if name == "auto":
-            if total <= ex.result_cap:
+            # A total of exactly the cap may be the cap itself with more rows behind it.
+            if total is None or total < ex.result_cap:
                 name = "offset"
             else:
                 name = "key_ranges" if integer_key else "keyset"
@@ -584,9 +671,9 @@ class SuiteQLExtract:
                 ", ".join(ex.keys),
             )
         self.log.info(
-            "SuiteQL extract plan: strategy %s, totalResults %d, page size %d, concurrency %d, key %s",
+            "SuiteQL extract plan: strategy %s, totalResults %s, page size %d, concurrency %d, key %s",
             name,
-            total,
+            "not given" if total is None else total,
             ex.page_size,
             ex.max_concurrency,
             ", ".join(ex.keys),

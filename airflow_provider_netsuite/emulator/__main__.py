@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token-lifetime", type=int, default=3600)
     serve.add_argument("--seed", type=int, default=42)
     serve.add_argument(
+        "--company-language",
+        default="en",
+        help="the company's default language; a data request with another Accept-Language gets 400",
+    )
+    serve.add_argument(
         "--faults", help="fault injection settings as JSON (default: $NETSUITE_EMULATOR_FAULTS, else none)"
     )
 
@@ -44,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--certificate", required=True, type=Path, help="x.509 certificate or public key PEM"
     )
     certificate.add_argument("--scopes", default="rest_webservices,restlets")
+    certificate.add_argument(
+        "--role", default="administrator", help="role of the mapping; only administrator reads governance"
+    )
 
     tba = commands.add_parser("register-tba-token", help="store a TBA consumer key and token")
     tba.add_argument("--state-dir", required=True, type=Path)
@@ -118,6 +126,7 @@ def _serve(arguments: argparse.Namespace) -> int:
             "retry_after": retry_after,
             "token_lifetime": arguments.token_lifetime,
             "faults": _faults_setting(arguments.faults),
+            "company_language": arguments.company_language,
         }
     )
     app = create_app(arguments.state_dir, account_id=arguments.account_id, config=config, seed=arguments.seed)
@@ -176,7 +185,9 @@ def _register_certificate(arguments: argparse.Namespace) -> int:
 
     pem = arguments.certificate.read_bytes()
     scopes = parse_scopes(arguments.scopes)
-    register_certificate(arguments.state_dir, arguments.client_id, arguments.certificate_id, pem, scopes)
+    register_certificate(
+        arguments.state_dir, arguments.client_id, arguments.certificate_id, pem, scopes, role=arguments.role
+    )
     print(f"registered certificate ID {arguments.certificate_id} for client ID {arguments.client_id}")
     return 0
 

@@ -6,9 +6,11 @@ booleans as ``true``/``false``, dates as ``YYYY-MM-DD`` and datetimes as ISO-860
 (``2026-01-06T08:00:00Z``), references as ``{"links": [...], "id": "12"}``, empty fields omitted.
 
 Faithful to NetSuite's documentation: 204 + ``Location`` for create, update and upsert; PUT only with
-``eid:<externalId>``; ``null`` deletes a field; ``?replace=`` for sublists; the property name and value
-validation headers with their defaults (``warning`` and ``error``); ``Prefer: respond-async`` giving 202 and
-a job; batches of at most 100 records; the idempotency key and its ``Conflict`` body.
+``eid:<externalId>``; ``null`` deletes a field; ``?replace=`` for sublists, keyed and non-keyed (see
+:data:`SUBLIST_KEYS`); ``?replaceSelectedFields=true&replace=...`` changing only the named body fields and
+sublists; the property name and value validation headers with their defaults (``warning`` and ``error``);
+``Prefer: respond-async`` giving 202 and a job; batches of at most 100 records, including batch GET
+(``?ids=1,2,eid:x``) and batch DELETE on the collection path; the idempotency key and its ``Conflict`` body.
 
 Design choices where the sources are silent (UNCONFIRMED):
 
@@ -21,8 +23,14 @@ Design choices where the sources are silent (UNCONFIRMED):
   ``X-NetSuite-Warning`` response header; ``id`` in a body is an error (400 ``INVALID_CONTENT``), other
   read-only fields are ignored with a warning;
 - a reference may be ``{"id": "12"}``, ``{"externalId": "X"}`` or a bare internal ID;
-- a sublist is written as ``{"items": [...]}``; its lines are keyed by ``line``: a line with a known
-  ``line`` is updated, others are appended; with ``?replace=item`` unmatched old lines are removed;
+- a sublist is written as ``{"items": [...]}``; a keyed sublist's lines are keyed by ``line``: a line with
+  a known ``line`` is updated, others are appended, and with ``?replace=`` unmatched old lines are removed;
+  a non-keyed sublist's lines are always appended, and with ``?replace=`` all old lines are replaced;
+- with ``replaceSelectedFields=true``, a body field named in ``replace`` but absent from the body is
+  deleted (as a replaced sublist absent from the body loses all its lines); properties not named are
+  ignored;
+- a batch GET or DELETE needs ``ids`` (without it the collection path answers 405, as before); an ID that
+  is malformed or names no record fails in its own task;
 - required fields (company name, item name, customer of a transaction) give 400 ``USER_ERROR``
   "Please enter value(s) for: <label>."; a duplicate external ID gives 400 ``USER_ERROR``;
 - a batch without ``Prefer: respond-async`` gives 400 ``INVALID_HEADER``; a batch PATCH or PUT item without
@@ -53,6 +61,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from airflow_provider_netsuite.emulator import errors
@@ -122,6 +131,14 @@ _LABELS = {"companyname": "Company Name", "lastname": "Last Name", "itemid": "It
 _LABELS.update({"entity": "Customer", "item": "Item"})
 _IGNORED_PROPERTIES = frozenset({"links", "refname"})
 
+#: Whether each sublist NetSuite documents is keyed. A keyed sublist has a field that identifies a line
+#: (``addressbook`` lines by their internal ID, ``currency`` lines of an entity by currency); a line sent
+#: with a known key updates that line. The ``item`` sublist of a transaction is treated as non-keyed: its
+#: lines carry no key a client can match, so lines sent without ``replace`` are appended and
+#: ``?replace=item`` replaces every line (which is how Oracle's examples delete a line). The emulator keys
+#: keyed sublists by ``line``; a sublist missing here counts as keyed.
+SUBLIST_KEYS: dict[str, bool] = {"addressbook": True, "currency": True, "contactroles": True, "item": False}
+
 
 class RecordError(Exception):
     """A NetSuite error answer: status, ``detail``, ``o:errorCode`` and optional pointer fields.
@@ -180,6 +197,8 @@ class Operation:
     :param action: ``create``, ``get``, ``update``, ``upsert`` or ``delete``.
     :param key: internal ID or ``eid:<externalId>``; ``None`` for create.
     :param base_url: scheme and host the request came in on, for ``Location`` and ``links``.
+    :param replace: sublists (and, with ``selected_fields``, body fields) named in ``?replace=``.
+    :param selected_fields: ``?replaceSelectedFields=true``: an update changes only what ``replace`` names.
     """
 
     action: str
@@ -191,6 +210,7 @@ class Operation:
     value_validation: str = "error"
     replace: frozenset[str] = frozenset()
     expand: bool = False
+    selected_fields: bool = False
 
 
 @dataclass
@@ -415,6 +435,8 @@ class RecordService:
             )
         if operation.action == "upsert":
             body = {name: value for name, value in body.items() if name.lower() != "externalid"}
+        if operation.selected_fields:
+            body = _selected_fields(record_type, body, operation.replace)
         self.failures.check(record_type.name, _row_keys(row))
         changes = _check_body(connection, record_type, body, operation)
         merged = {**row, **changes.columns}
@@ -532,6 +554,17 @@ def _row_keys(row: dict[str, Any]) -> set[str]:
     if row.get("externalid"):
         keys.add(f"eid:{row['externalid']}")
     return keys
+
+
+def _selected_fields(record_type: RecordType, body: dict[str, Any], named: frozenset[str]) -> dict[str, Any]:
+    """Keep only the body properties ``replace`` names; a named body field left out becomes ``null``."""
+    wanted = {name.lower() for name in named}
+    selected = {name: value for name, value in body.items() if name.lower() in wanted}
+    present = {name.lower() for name in selected}
+    for name in sorted(named):
+        if name not in record_type.sublists and name.lower() not in present:
+            selected[name] = None
+    return selected
 
 
 def _written(record_type: RecordType, record_id: int, operation: Operation, changes: _Changes) -> Outcome:
@@ -802,9 +835,15 @@ def _write_sublists(
 ) -> None:
     for name, sublist in record_type.sublists.items():
         if name in changes.lines or name in replaced:
-            _write_lines(connection, sublist, record_id, changes.lines.get(name, []), name in replaced)
+            lines = changes.lines.get(name, [])
+            _write_lines(connection, sublist, record_id, lines, name in replaced, keyed=is_keyed(name))
         if sublist.table == "transactionline":
             _update_totals(connection, record_id)
+
+
+def is_keyed(sublist_name: str) -> bool:
+    """Tell whether a sublist is keyed (see :data:`SUBLIST_KEYS`); unknown sublists count as keyed."""
+    return SUBLIST_KEYS.get(sublist_name, True)
 
 
 def _write_lines(
@@ -813,8 +852,15 @@ def _write_lines(
     record_id: int,
     lines: list[dict[str, Any]],
     replaced: bool,
+    *,
+    keyed: bool = True,
 ) -> None:
-    """Update lines whose ``line`` matches, append the others; with ``replaced``, drop unmatched old lines."""
+    """Write a sublist's lines as NetSuite does for keyed and non-keyed sublists.
+
+    Keyed: lines whose ``line`` matches are updated, the others appended; with ``replaced``, old lines no
+    line matched are removed. Non-keyed: every line is appended (a ``line`` sent is ignored); with
+    ``replaced``, all old lines are removed first.
+    """
     table, parent = sublist.table, sublist.parent_column
     existing = {
         row["id"]: dict(row)
@@ -826,7 +872,7 @@ def _write_lines(
     kept: set[int] = set()
     next_line = max([0, *existing]) + 1
     for index, line in enumerate(lines):
-        number = line.get("id")
+        number = line.get("id") if keyed else None
         if number in existing:
             _update_line(connection, table, parent, record_id, {**existing[number], **line}, line)
             kept.add(number)
@@ -1059,6 +1105,18 @@ async def upsert_batch(record_type: str, request: Request) -> Response:
     return await _handle(request, "upsert", record_type, None)
 
 
+@router.get(RECORD_PATH + "/{record_type}")
+async def get_batch(record_type: str, request: Request) -> Response:
+    """Read a batch of records named by ``?ids=1,2,eid:x`` (async only); one task per ID."""
+    return await _handle_ids(request, "get", record_type)
+
+
+@router.delete(RECORD_PATH + "/{record_type}")
+async def delete_batch(record_type: str, request: Request) -> Response:
+    """Delete a batch of records named by ``?ids=1,2,eid:x`` (async only); one task per ID."""
+    return await _handle_ids(request, "delete", record_type)
+
+
 @router.get(RECORD_PATH + "/{record_type}/{key}")
 async def get_record(record_type: str, key: str, request: Request) -> Response:
     """Read a record by internal ID or ``eid:<externalId>``."""
@@ -1217,16 +1275,58 @@ async def _handle(request: Request, action: str, record_type: str, key: str | No
         return error.outcome().response()
     preferences = _preferences(request)
     if batch and not preferences.respond_async:
-        return errors.error_response(
-            400,
-            "Batch requests are processed asynchronously only. Send the Prefer: respond-async header.",
-            "INVALID_HEADER",
-            header="Prefer",
-        )
+        return _batch_needs_async()
     if preferences.respond_async:
         return _submit(request, service, operations, preferences.parallel)
     outcome = await run_in_threadpool(service.run, operations[0])
     return outcome.response()
+
+
+async def _handle_ids(request: Request, action: str, record_type: str) -> Response:
+    """Queue a batch GET or DELETE of the records ``?ids=`` names; without ``ids``, answer 405 as before."""
+    value = request.query_params.get("ids")
+    if value is None:
+        raise StarletteHTTPException(405, headers={"Allow": "POST, PATCH, PUT"})
+    try:
+        service = record_service(request.app.state)
+        base = (await _operations(request, action, record_type, None))[0][0]
+        operations = [replace(base, key=key) for key in _batch_ids(value)]
+    except RecordError as error:
+        return error.outcome().response()
+    preferences = _preferences(request)
+    if not preferences.respond_async:
+        return _batch_needs_async()
+    return _submit(request, service, operations, preferences.parallel)
+
+
+def _batch_ids(value: str) -> list[str]:
+    """Split ``ids`` (internal IDs and ``eid:<externalId>``, comma-separated) and check their number."""
+    keys = [key.strip() for key in value.split(",")]
+    if not keys or any(not key for key in keys):
+        raise RecordError(
+            400,
+            "Invalid query parameter value 'ids'. "
+            "Give a comma-separated list of internal IDs or eid:<externalId>.",
+            "INVALID_PARAMETER",
+            query_param="ids",
+        )
+    if len(keys) > MAX_BATCH:
+        raise RecordError(
+            400,
+            f"A batch request may contain at most {MAX_BATCH} records; this one has {len(keys)}.",
+            "INVALID_PARAMETER",
+            query_param="ids",
+        )
+    return keys
+
+
+def _batch_needs_async() -> Response:
+    return errors.error_response(
+        400,
+        "Batch requests are processed asynchronously only. Send the Prefer: respond-async header.",
+        "INVALID_HEADER",
+        header="Prefer",
+    )
 
 
 def _submit(
@@ -1281,8 +1381,9 @@ async def _operations(
         _base_url(request),
         name_validation=_validation_level(request, "X-NetSuite-PropertyNameValidation", "warning"),
         value_validation=_validation_level(request, "X-NetSuite-PropertyValueValidation", "error"),
-        replace=_replace(request, record_type),
+        replace=_replace(request, record_type, _selected_fields_flag(request)),
         expand=request.query_params.get("expandSubResources", "").lower() == "true",
+        selected_fields=_selected_fields_flag(request),
     )
     if action in ("get", "delete"):
         return [base], False
@@ -1369,18 +1470,37 @@ def _validation_level(request: Request, header: str, default: str) -> str:
     return level
 
 
-def _replace(request: Request, record_type: str) -> frozenset[str]:
-    """Read ``?replace=item,...`` and check each name is a sublist of the record type."""
+def _replace(request: Request, record_type: str, selected_fields: bool) -> frozenset[str]:
+    """Read ``?replace=item,...``: sublists of the record type, and body fields with ``selected_fields``."""
     value = request.query_params.get("replace")
     if not value:
         return frozenset()
     names = frozenset(name.strip() for name in value.split(",") if name.strip())
-    unknown = sorted(names - set(RECORD_TYPES[record_type].sublists))
+    definition = RECORD_TYPES[record_type]
+    unknown = sorted(name for name in names if not _replaceable(definition, name, selected_fields))
     if unknown:
+        kind = "field or sublist" if selected_fields else "sublist"
         raise RecordError(
             400,
-            f"Invalid query parameter value 'replace'. The {record_type} record has no sublist {unknown[0]}.",
+            f"Invalid query parameter value 'replace'. The {record_type} record has no {kind} {unknown[0]}.",
             "INVALID_PARAMETER",
             query_param="replace",
         )
     return names
+
+
+def _replaceable(record_type: RecordType, name: str, selected_fields: bool) -> bool:
+    if name in record_type.sublists:
+        return True
+    column = name.lower()
+    return (
+        selected_fields
+        and record_type.field_type(name) is not None
+        and not _hidden(record_type, column)
+        and column not in record_type.read_only
+    )
+
+
+def _selected_fields_flag(request: Request) -> bool:
+    """Read ``?replaceSelectedFields=true`` (any other value, or none, is false)."""
+    return request.query_params.get("replaceSelectedFields", "").strip().lower() == "true"

@@ -1,8 +1,14 @@
 """The emulator's HTTP server: NetSuite's token, SuiteQL and governance endpoints, plus admin endpoints.
 
 Every request under ``/services/`` passes one gateway: the fault hook (when faults are configured), then,
-for data endpoints, the concurrency limit with its latency, then authentication (bearer token or TBA).
+for data endpoints, the concurrency limit with its latency, then authentication (bearer token or TBA), then
+the ``Accept-Language`` check (it must name the company's default language, if it is sent at all).
 Admin endpoints live under ``/_emulator/`` and are not NetSuite's.
+
+Design choices where the sources are silent (UNCONFIRMED): ``Accept-Language`` is compared by its first
+entry's primary language tag only (``en-GB;q=0.9`` counts as ``en``) and ``*`` matches any language;
+``governanceLimits`` answers 403 ``INSUFFICIENT_PERMISSION`` to a certificate mapped to a role other than
+``administrator`` (TBA tokens count as administrator).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from airflow_provider_netsuite.emulator.auth import (
 from airflow_provider_netsuite.emulator.faults import FaultInjector
 from airflow_provider_netsuite.emulator.governance import Governor
 from airflow_provider_netsuite.emulator.state import (
+    ADMINISTRATOR_ROLE,
     RegistrationError,
     RuntimeConfig,
     StateStore,
@@ -179,7 +186,32 @@ async def _governed(
         if principal is None:
             return errors.invalid_login_response(context.account_id)
         request.state.principal = principal
+        refusal = _check_accept_language(request, context.config.company_language)
+        if refusal is not None:
+            return refusal
         return await call_next(request)
+
+
+def primary_language(tag: str) -> str:
+    """Return the primary language subtag of a language range: ``en-US;q=0.8`` gives ``en``."""
+    return tag.split(";")[0].strip().replace("_", "-").split("-")[0].lower()
+
+
+def _check_accept_language(request: Request, company_language: str) -> Response | None:
+    """Refuse an ``Accept-Language`` whose first language is not the company's default language."""
+    value = request.headers.get("accept-language")
+    if value is None or not value.strip():
+        return None
+    first = primary_language(value.split(",")[0])
+    if first in ("*", primary_language(company_language)):
+        return None
+    return errors.error_response(
+        400,
+        f"Invalid header value {value}. The Accept-Language header must match the company's default "
+        f"language ({company_language}).",
+        "INVALID_HEADER",
+        header="Accept-Language",
+    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -261,12 +293,30 @@ def _forced_token_failure(failure: str, account_id: str) -> Response:
 
 def _add_data_routes(app: FastAPI, context: EmulatorContext) -> None:
     @app.get(GOVERNANCE_PATH)
-    async def governance_limits() -> Response:
+    async def governance_limits(request: Request) -> Response:
+        if not _is_administrator(context, getattr(request.state, "principal", None)):
+            return errors.error_response(
+                403,
+                "Permission Violation: you need the Administrator role to view governance limits.",
+                "INSUFFICIENT_PERMISSION",
+            )
         return JSONResponse(context.governor.limits())
 
     @app.post(SUITEQL_PATH)
     async def suiteql(request: Request) -> Response:
         return await _run_suiteql(request, context)
+
+
+def _is_administrator(context: EmulatorContext, principal: Principal | None) -> bool:
+    """Tell whether a request's principal logs in with the administrator role.
+
+    Only OAuth 2.0 certificates carry a role; TBA tokens (and requests let through without a principal)
+    count as administrator.
+    """
+    if principal is None or principal.certificate_id is None:
+        return True
+    certificate = context.store.certificate(principal.certificate_id)
+    return certificate is None or certificate.is_administrator
 
 
 async def _run_suiteql(request: Request, context: EmulatorContext) -> Response:
@@ -372,16 +422,23 @@ async def _suiteql_body(request: Request) -> tuple[str, list | None] | Response:
 
 
 def _page(base: str, items: list[dict], total: int, limit: int, offset: int) -> dict[str, Any]:
-    """Shape one SuiteQL page with NetSuite's ``links``, ``count``, ``hasMore`` and ``totalResults``."""
+    """Shape one SuiteQL page with NetSuite's ``links``, ``count``, ``hasMore`` and ``totalResults``.
+
+    ``hasMore`` and ``totalResults`` describe all the results, but no link points at an offset the
+    emulator refuses (100,000 or more) or past the data: beyond the cap there is no ``next`` and ``last``
+    is the last page below the cap.
+    """
     items = [item if "links" in item else {"links": [], **item} for item in items]
     has_more = offset + len(items) < total
-    last = max(total - 1, 0) // limit * limit
+    last = min(max(total - 1, 0), MAX_RESULTS - 1) // limit * limit
     links = []
     if offset > 0:
         links.append({"rel": "first", "href": f"{base}?limit={limit}&offset=0"})
-        links.append({"rel": "prev", "href": f"{base}?limit={limit}&offset={max(offset - limit, 0)}"})
+        prev = min(max(offset - limit, 0), last)
+        links.append({"rel": "prev", "href": f"{base}?limit={limit}&offset={prev}"})
     if has_more:
-        links.append({"rel": "next", "href": f"{base}?limit={limit}&offset={offset + limit}"})
+        if offset + limit <= last:
+            links.append({"rel": "next", "href": f"{base}?limit={limit}&offset={offset + limit}"})
         links.append({"rel": "last", "href": f"{base}?limit={limit}&offset={last}"})
     links.append({"rel": "self", "href": f"{base}?limit={limit}&offset={offset}"})
     return {
@@ -470,7 +527,12 @@ async def _register(
 def _register_certificate(context: EmulatorContext, body: dict[str, Any]) -> None:
     scopes = parse_scopes(body.get("scopes") or "rest_webservices,restlets")
     register_certificate(
-        context.state_dir, body["client_id"], body["certificate_id"], body["certificate"], scopes
+        context.state_dir,
+        body["client_id"],
+        body["certificate_id"],
+        body["certificate"],
+        scopes,
+        role=body.get("role") or ADMINISTRATOR_ROLE,
     )
 
 

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import tempfile
 import threading
 import time
@@ -28,7 +29,10 @@ STATE_FILE = "state.json"
 DATABASE_FILE = "netsuite.db"
 KNOWN_SCOPES = ("restlets", "rest_webservices", "suite_analytics")
 EC_CURVES = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
-MIN_RSA_BITS = 3072
+RSA_KEY_SIZES = (3072, 4096)
+ADMINISTRATOR_ROLE = "administrator"
+DEFAULT_COMPANY_LANGUAGE = "en"
+LANGUAGE_TAG = re.compile(r"^[A-Za-z]{1,8}([-_][A-Za-z0-9]{1,8})*$")
 # NetSuite silently shortens a certificate's validity to two years from upload.
 MAX_CERTIFICATE_VALIDITY = timedelta(days=730)
 TOKEN_ENDPOINT_FAILURES = (
@@ -49,13 +53,22 @@ class RegistrationError(ValueError):
 
 @dataclass(frozen=True)
 class Certificate:
-    """A public certificate mapped to an integration (client ID) under its certificate ID (``kid``)."""
+    """A public certificate mapped to an integration (client ID) under its certificate ID (``kid``).
+
+    :param role: the role of the mapping; only ``administrator`` may read governance limits.
+    """
 
     certificate_id: str
     client_id: str
     scopes: frozenset[str]
     public_key: Any
     not_after: datetime | None
+    role: str = ADMINISTRATOR_ROLE
+
+    @property
+    def is_administrator(self) -> bool:
+        """Tell whether the mapping's role is the administrator role."""
+        return self.role.strip().lower() == ADMINISTRATOR_ROLE
 
     @property
     def usable(self) -> bool:
@@ -104,12 +117,12 @@ def load_public_key(pem: bytes) -> tuple[Any, datetime | None]:
 
 
 def check_public_key(public_key: Any) -> None:
-    """Refuse keys NetSuite's certificate upload refuses: RSA under 3072 bits, EC off P-256/384/521.
+    """Refuse keys NetSuite's certificate upload refuses: RSA not 3072 or 4096 bits, EC off P-256/384/521.
 
     :raises RegistrationError: naming the problem and what is accepted.
     """
     if isinstance(public_key, rsa.RSAPublicKey):
-        if public_key.key_size < MIN_RSA_BITS:
+        if public_key.key_size not in RSA_KEY_SIZES:
             raise RegistrationError(
                 f"RSA key of {public_key.key_size} bits refused: NetSuite needs 3072 or 4096 bits"
             )
@@ -163,7 +176,12 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def register_certificate(
-    state_dir: str | Path, client_id: str, certificate_id: str, pem: str | bytes, scopes: list[str]
+    state_dir: str | Path,
+    client_id: str,
+    certificate_id: str,
+    pem: str | bytes,
+    scopes: list[str],
+    role: str = ADMINISTRATOR_ROLE,
 ) -> None:
     """Map a public certificate to an integration under a certificate ID, as NetSuite's M2M setup does.
 
@@ -171,12 +189,16 @@ def register_certificate(
     :param certificate_id: the ``kid`` assertions must carry.
     :param pem: the x.509 certificate (or bare public key) in PEM.
     :param scopes: the scopes granted to the integration.
-    :raises RegistrationError: for an unusable key, an empty or unknown scope, or blank IDs.
+    :param role: the role the mapping logs in with; ``administrator`` (the default) may read governance
+        limits, any other role gets 403 there.
+    :raises RegistrationError: for an unusable key, an empty or unknown scope, or blank IDs or role.
     """
     pem_bytes = pem.encode() if isinstance(pem, str) else pem
     load_public_key(pem_bytes)
     if not client_id.strip() or not certificate_id.strip():
         raise RegistrationError("client ID and certificate ID must not be blank")
+    if not isinstance(role, str) or not role.strip():
+        raise RegistrationError("role must be a non-blank string")
     unknown = sorted(set(scopes) - set(KNOWN_SCOPES))
     if not scopes or unknown:
         raise RegistrationError(f"scopes must be some of {', '.join(KNOWN_SCOPES)}; got {scopes}")
@@ -186,6 +208,7 @@ def register_certificate(
             "scopes": sorted(set(scopes)),
             "certificate": pem_bytes.decode(),
             "registered_at": time.time(),
+            "role": role.strip(),
         }
 
 
@@ -269,6 +292,7 @@ def _certificates_from(document: dict[str, Any]) -> Iterator[tuple[str, Certific
             scopes=frozenset(entry["scopes"]),
             public_key=public_key,
             not_after=min(not_after, limit) if not_after else limit,
+            role=entry.get("role", ADMINISTRATOR_ROLE),
         )
         yield certificate_id, certificate
 
@@ -279,6 +303,8 @@ class RuntimeConfig:
 
     ``faults`` configures fault injection (see :mod:`airflow_provider_netsuite.emulator.faults`); the
     server hands it to its fault hook on every NetSuite request while it is not empty.
+    ``company_language`` is the company's default language (a language tag such as ``en`` or ``de-DE``);
+    a data request whose ``Accept-Language`` names another primary language is refused.
     """
 
     concurrency_limit: int = 5
@@ -288,6 +314,7 @@ class RuntimeConfig:
     token_lifetime: int = 3600
     token_endpoint_failure: str | None = None
     faults: dict[str, Any] = field(default_factory=dict)
+    company_language: str = DEFAULT_COMPANY_LANGUAGE
 
     def as_dict(self) -> dict[str, Any]:
         """Return the settings as JSON-ready values."""
@@ -318,6 +345,10 @@ def _validate_setting(name: str, value: Any) -> Any:
                 f"token_endpoint_failure must be null or one of {', '.join(TOKEN_ENDPOINT_FAILURES)}"
             )
         return value
+    if name == "company_language":
+        if not isinstance(value, str) or not LANGUAGE_TAG.match(value.strip()):
+            raise ValueError("company_language must be a language tag such as 'en' or 'de-DE'")
+        return value.strip()
     if name == "faults":
         # Validated where fault injection lives; null or {} turns faults off.
         from airflow_provider_netsuite.emulator.faults import normalize

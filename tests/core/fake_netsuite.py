@@ -4,11 +4,16 @@ It understands only what :mod:`airflow_provider_netsuite.core.suiteql` generates
 wrapper, the key predicate and the statistics query by rebuilding them with the same functions) and it
 enforces NetSuite's paging rules: ``limit`` 1..1000, ``offset`` divisible by ``limit``, offsets below
 100,000. An order that is not unique shuffles tied rows on every request, as NetSuite does.
+
+Like ``NetSuiteClient``, it can hold a :class:`ConcurrencyGovernor` slot only around the "HTTP request"
+and parse the JSON after releasing it, and it can leave out page fields or cap ``totalResults``, as a
+stricter or older NetSuite might.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import random
 import re
@@ -19,6 +24,7 @@ from typing import Any
 
 from airflow_provider_netsuite.core import suiteql
 from airflow_provider_netsuite.core.errors import NetSuiteAPIError
+from airflow_provider_netsuite.core.governor import ConcurrencyGovernor
 
 _WRAPPED = re.compile(
     r"SELECT \* FROM \(\n(?P<inner>.*)\n\)(?: WHERE (?P<where>.*))? ORDER BY (?P<order>[\w, ]+)", re.DOTALL
@@ -71,6 +77,11 @@ class FakeNetSuite:
     :param empty_offsets: offsets of the plain/offset query that answer with no items.
     :param json_roundtrip: serialise and parse every page, as the real client does.
     :param on_request: called with (fake, query, params, offset) before each answer.
+    :param omit: page fields to leave out of every answer (``totalResults``, ``hasMore``).
+    :param total_cap: report ``totalResults`` as at most this (``hasMore`` still tells the truth).
+    :param max_concurrency: hold a governor slot with this cap around each request, as the client does;
+        ``None``: no governor.
+    :param parse_latency: seconds spent "parsing" each page after the slot is released.
     """
 
     def __init__(
@@ -85,6 +96,10 @@ class FakeNetSuite:
         result_cap: int = 100_000,
         seed: int = 0,
         on_request=None,
+        omit: tuple[str, ...] = (),
+        total_cap: int | None = None,
+        max_concurrency: int | None = None,
+        parse_latency: float = 0.0,
     ) -> None:
         self.rows = rows
         self.unique = [set(u) for u in unique]
@@ -94,6 +109,12 @@ class FakeNetSuite:
         self.json_roundtrip = json_roundtrip
         self.result_cap = result_cap
         self.on_request = on_request
+        self.omit = set(omit)
+        self.total_cap = total_cap
+        self.governor = ConcurrencyGovernor(max_concurrency) if max_concurrency else None
+        self.parse_latency = parse_latency
+        self.threads: set[str] = set()
+        self.offsets: list[int] = []
         self.stats = FakeStats()
         self.queries: list[str] = []
         self._random = random.Random(seed)
@@ -140,11 +161,21 @@ class FakeNetSuite:
             raise invalid_parameter(f"offset {offset} is not divisible by limit {limit}", "offset")
         if offset >= self.result_cap:
             raise invalid_parameter(f"offset {offset} is beyond the {self.result_cap} result cap", "offset")
+        slot = self.governor.slot() if self.governor else contextlib.nullcontext()
+        with slot:
+            page = self._request(query, list(params or []), limit, offset)
+        if self.parse_latency:
+            time.sleep(self.parse_latency)
+        return json.loads(json.dumps(page)) if self.json_roundtrip else page
+
+    def _request(self, query: str, params: list[Any], limit: int, offset: int) -> dict[str, Any]:
         with self._lock:
             self.stats.requests += 1
             self._in_flight += 1
             self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
             self.queries.append(query)
+            self.offsets.append(offset)
+            self.threads.add(threading.current_thread().name)
             throttled = self._random.random() < self.throttle_rate
             delay = self._random.random() * self.latency
         try:
@@ -157,11 +188,10 @@ class FakeNetSuite:
                 time.sleep(delay)
             if self.on_request:
                 self.on_request(self, query, params, offset)
-            page = self._answer(query, list(params or []), limit, offset)
+            return self._answer(query, params, limit, offset)
         finally:
             with self._lock:
                 self._in_flight -= 1
-        return json.loads(json.dumps(page)) if self.json_roundtrip else page
 
     def _answer(self, query: str, params: list[Any], limit: int, offset: int) -> dict[str, Any]:
         stats = _STATS.fullmatch(query)
@@ -226,13 +256,15 @@ class FakeNetSuite:
             item["lo"], item["hi"] = str(min(values)), str(max(values))
         return self._page([item], 0, 1)
 
-    @staticmethod
-    def _page(items: list[dict], offset: int, total: int) -> dict[str, Any]:
-        return {
+    def _page(self, items: list[dict], offset: int, total: int) -> dict[str, Any]:
+        page = {
             "links": [],
             "count": len(items),
             "hasMore": offset + len(items) < total,
             "offset": offset,
-            "totalResults": total,
+            "totalResults": total if self.total_cap is None else min(total, self.total_cap),
             "items": items,
         }
+        for name in self.omit:
+            page.pop(name, None)
+        return page

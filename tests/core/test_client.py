@@ -294,6 +294,83 @@ def test_token_error_codes(config, fake, recorder, rsa_keypair, code):
     assert recorder.waits == []
 
 
+def _rest_error_body(status, code, detail, title="Unauthorized"):
+    return {
+        "type": "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.2",
+        "title": title,
+        "status": status,
+        "o:errorDetails": [{"detail": detail, "o:errorCode": code}],
+    }
+
+
+INVALID_LOGIN_DETAIL = (
+    "Invalid login attempt. For more details, see the Login Audit Trail in the NetSuite UI at Setup > "
+    "Users/Roles > User Management > View Login Audit Trail."
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code", "expected"),
+    [
+        (
+            401,
+            _rest_error_body(401, "INVALID_LOGIN", INVALID_LOGIN_DETAIL),
+            "invalid_client",
+            ["INVALID_LOGIN", "Invalid login attempt", "integration record", "sandbox refresh", "PS256"],
+        ),
+        (
+            400,
+            _rest_error_body(400, "INVALID_LOGIN", INVALID_LOGIN_DETAIL, "Bad Request"),
+            "invalid_client",
+            ["INVALID_LOGIN", "client ID is the one configured", "expired or revoked", "clock"],
+        ),
+        (
+            400,
+            _rest_error_body(400, "INVALID_PARAMETER", "Invalid grant_type.", "Bad Request"),
+            "invalid_request",
+            ["INVALID_PARAMETER: Invalid grant_type.", "base_url", "iat/exp"],
+        ),
+        (
+            403,
+            _rest_error_body(403, "INSUFFICIENT_PERMISSION", "Permission denied.", "Forbidden"),
+            "unauthorized_client",
+            ["INSUFFICIENT_PERMISSION", "Log in using OAuth 2.0"],
+        ),
+        (
+            401,
+            {"title": "Unauthorized", "status": 401},
+            "invalid_client",
+            ["Unauthorized", "integration record"],
+        ),
+    ],
+)
+def test_token_endpoint_rest_style_errors(config, fake, recorder, rsa_keypair, status, body, code, expected):
+    fake.token_script.append((status, body))
+    with pytest.raises(NetSuiteTokenError) as info:
+        _client(config, fake, recorder).request("GET", "/x")
+    error = info.value
+    assert (error.error, error.status) == (code, status)
+    message = str(error)
+    for text in ["1234567_SB1", CLIENT_ID, CERT_ID, "Login Audit Trail", *expected]:
+        assert text in message
+    for secret in _secret_texts(rsa_keypair):
+        assert secret not in message
+    assert not any(masked in message for masked in recorder.masked)  # no assertion
+    assert len(fake.token_requests) == 1  # never retried
+    assert fake.data_requests == []
+    assert recorder.waits == []
+
+
+def test_token_endpoint_rest_style_5xx_retried_and_described(config, fake, recorder):
+    unexpected = _rest_error_body(500, "UNEXPECTED_ERROR", "An unexpected error occurred.", "Server Error")
+    fake.token_script.extend([(500, unexpected)] * 10)
+    with pytest.raises(NetSuiteTokenError) as info:
+        _client(config, fake, recorder).request("GET", "/x")
+    assert info.value.error == "temporarily_unavailable"
+    assert "HTTP 500 UNEXPECTED_ERROR: An unexpected error occurred." in str(info.value)
+    assert len(fake.token_requests) == 4
+
+
 @pytest.mark.parametrize(
     ("status", "raw", "headers", "code"),
     [

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from airflow_provider_netsuite.core import keys
 from airflow_provider_netsuite.core.errors import NetSuiteConfigError
 from airflow_provider_netsuite.core.keys import load_signing_key
 from tests.conftest import KeyPair, make_keypair
@@ -164,6 +167,24 @@ def test_rsa_2048_refused_with_recipe(keys_dir):
     assert info.value.field == "private_key"
     assert "openssl req -new -x509 -newkey rsa:4096" in str(info.value)
     _assert_no_key_text(info.value, pair.private_key)
+
+
+def test_rsa_3584_between_the_accepted_sizes_refused(keys_dir):
+    pair = _keypair(keys_dir, "rsa:3584")
+    with pytest.raises(NetSuiteConfigError, match=r"3584 bits.*exactly 3072 or 4096") as info:
+        load_signing_key(pair.private_key)
+    assert info.value.field == "private_key"
+    assert "openssl req -new -x509 -newkey rsa:4096" in str(info.value)
+    _assert_no_key_text(info.value, pair.private_key)
+
+
+def test_rsa_8192_larger_than_accepted_refused():
+    # Generating an 8192-bit key takes seconds; a key object reporting the size exercises the same check.
+    big = mock.create_autospec(rsa.RSAPrivateKey, instance=True)
+    big.key_size = 8192
+    with pytest.raises(NetSuiteConfigError, match=r"8192 bits.*exactly 3072 or 4096") as info:
+        keys._choose_algorithm(big, None)
+    assert "openssl req -new -x509" in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -109,6 +109,24 @@ def test_offset_paging_parallel_exactly_once_in_order():
     assert 1 < fake.stats.max_in_flight <= 6
 
 
+def test_pool_of_twice_the_concurrency_keeps_requests_in_flight_capped():
+    # The governor caps requests in flight; the pool has twice as many threads, parsing outside the slot.
+    fake = FakeNetSuite(make_rows(30_000), latency=0.004, parse_latency=0.002, max_concurrency=3, seed=5)
+    extract = SuiteQLExtract(fake, QUERY, max_concurrency=3)
+    assert ids_of(extract_all(extract)) == list(range(1, 30_001))
+    assert fake.governor.peak_in_flight == 3
+    assert fake.stats.max_in_flight == 3
+    assert len({name for name in fake.threads if name.startswith("suiteql")}) == 6
+
+
+def test_pool_stays_at_the_concurrency_without_a_governor():
+    fake = FakeNetSuite(make_rows(20_000), latency=0.004, seed=5)
+    extract_all(SuiteQLExtract(fake, QUERY, max_concurrency=3))
+    assert fake.governor is None
+    assert fake.stats.max_in_flight <= 3
+    assert len({name for name in fake.threads if name.startswith("suiteql")}) <= 3
+
+
 def test_offset_paging_user_params_are_passed_first():
     seen = []
     fake = FakeNetSuite(make_rows(10), on_request=lambda f, q, p, o: seen.append(p))
@@ -259,9 +277,92 @@ def test_auto_uses_keyset_for_text_keys_above_the_cap():
 
 
 def test_below_the_cap_stays_offset():
-    extract = SuiteQLExtract(FakeNetSuite(make_rows(100_000)), QUERY)
-    assert len(extract_all(extract)) == 100_000
+    extract = SuiteQLExtract(FakeNetSuite(make_rows(99_999)), QUERY)
+    assert len(extract_all(extract)) == 99_999
     assert extract.strategy == "offset"
+
+
+def test_total_of_exactly_the_cap_is_not_trusted_for_offset_paging():
+    # totalResults 100,000 may be NetSuite's cap with more rows behind it: auto leaves offset paging.
+    fake = FakeNetSuite(make_rows(100_500), total_cap=100_000)
+    extract = SuiteQLExtract(fake, QUERY)
+    assert ids_of(extract_all(extract)) == list(range(1, 100_501))
+    assert extract.strategy == "key_ranges"
+
+
+def test_forced_offset_with_capped_total_continues_by_key(caplog):
+    fake = FakeNetSuite(make_rows(1_550), total_cap=1_000, result_cap=1_000)
+    extract = SuiteQLExtract(fake, QUERY, strategy="offset", result_cap=1_000, page_size=100)
+    caplog.set_level(logging.WARNING)
+    assert ids_of(extract_all(extract)) == list(range(1, 1_551))
+    assert extract.strategy == "offset"
+    assert max(fake.offsets) == 900  # never at or past the cap
+    assert any(keyset_predicate(("id",)) in q for q in fake.queries)
+    assert "stops at offset 1000 while NetSuite says hasMore" in caplog.text
+
+
+def test_auto_with_capped_total_and_text_key_uses_keyset():
+    rows = [{"links": [], "tranid": f"SO{i:07d}"} for i in range(1_200)]
+    fake = FakeNetSuite(rows, unique=(("tranid",),), total_cap=1_000, result_cap=1_000)
+    extract = SuiteQLExtract(
+        fake, "SELECT tranid FROM transaction", key_columns=("tranid",), result_cap=1_000
+    )
+    assert [r["tranid"] for r in extract_all(extract)] == [r["tranid"] for r in rows]
+    assert extract.strategy == "keyset"
+
+
+# -- pages without totalResults or hasMore ---------------------------------------------------------------
+
+
+def test_no_total_results_pages_sequentially_until_has_more_is_false():
+    fake = FakeNetSuite(make_rows(2_500), omit=("totalResults",), max_concurrency=4)
+    extract = SuiteQLExtract(fake, QUERY, max_concurrency=4)
+    assert ids_of(extract_all(extract)) == list(range(1, 2_501))
+    assert extract.strategy == "offset"
+    assert fake.offsets == [0, 1000, 2000]
+
+
+def test_no_total_results_nor_has_more_stops_at_a_short_page():
+    fake = FakeNetSuite(make_rows(2_000), omit=("totalResults", "hasMore"))
+    extract = SuiteQLExtract(fake, QUERY)
+    assert ids_of(extract_all(extract)) == list(range(1, 2_001))
+    assert fake.offsets == [0, 1000, 2000]  # the third page is empty: the end
+
+    short = FakeNetSuite(make_rows(1_500), omit=("totalResults", "hasMore"))
+    assert ids_of(extract_all(SuiteQLExtract(short, QUERY))) == list(range(1, 1_501))
+    assert short.offsets == [0, 1000]
+
+
+@pytest.mark.parametrize("omit", [("totalResults",), ("totalResults", "hasMore")])
+def test_no_total_results_switches_to_key_order_at_the_offset_cap(omit):
+    fake = FakeNetSuite(make_rows(2_345), omit=omit, result_cap=1_000)
+    extract = SuiteQLExtract(fake, QUERY, result_cap=1_000, page_size=100)
+    assert ids_of(extract_all(extract)) == list(range(1, 2_346))
+    assert max(fake.offsets) == 900  # the fake refuses offsets at or past its cap anyway
+    assert sum(keyset_predicate(("id",)) in q for q in fake.queries) >= 13
+
+
+def test_no_total_results_empty_page_after_has_more_raises():
+    fake = FakeNetSuite(make_rows(3_000), omit=("totalResults",), empty_offsets=(2000,))
+    with pytest.raises(SuiteQLExtractError, match=r"empty page at offset 2000 .*hasMore"):
+        extract_all(SuiteQLExtract(fake, QUERY))
+
+
+def test_key_ranges_without_has_more_page_through_each_range():
+    # 1,500 dense keys and a few far away: the first range holds 15 pages of 100.
+    rows = make_rows(1_500) + make_rows(5, start=1_000_000)
+    fake = FakeNetSuite(rows, omit=("hasMore",))
+    extract = SuiteQLExtract(fake, QUERY, strategy="key_ranges", page_size=100)
+    assert ids_of(extract_all(extract)) == sorted(ids_of(rows))
+    assert extract.stats.rows == 1_505
+
+
+def test_key_ranges_without_total_results_split_at_the_offset_cap():
+    rows = make_rows(1_500) + make_rows(5, start=1_000_000)
+    fake = FakeNetSuite(rows, omit=("totalResults",), result_cap=1_000)
+    extract = SuiteQLExtract(fake, QUERY, strategy="key_ranges", result_cap=1_000, page_size=100)
+    assert ids_of(extract_all(extract)) == sorted(ids_of(rows))
+    assert max(fake.offsets) < 1_000
 
 
 def test_forced_offset_above_the_cap_refuses(big_rows):
