@@ -166,9 +166,13 @@ def api_server(tmp_path_factory) -> ApiServer:
         _stop_group(process)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path):
-    """Launch headless Chromium through Playwright, with no browser download."""
+    """Launch headless Chromium through Playwright, with no browser download.
+
+    Module-scoped: Playwright's sync API keeps an asyncio loop running in the main thread while it is
+    open, which would break every later test that calls ``asyncio.run``.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
