@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml requirements/lock.txt
 demo: venv
 	$(BIN)/python scripts/demo.py
 
-test: venv
+test: venv browser-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
