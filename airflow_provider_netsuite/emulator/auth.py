@@ -3,18 +3,31 @@
 Every rejection carries the reason NetSuite would write to its Login Audit Trail (``MissingKeyId``,
 ``SignatureValidation``, ``ScopeMismatched`` ...). The reasons reach the client only in
 ``error_description`` of the token endpoint; they never include the assertion, a token or a secret.
+
+Design choices where the sources are silent (UNCONFIRMED), the numbers configurable through
+:class:`~airflow_provider_netsuite.emulator.state.RuntimeConfig`:
+
+- ``iat`` may lie up to ``clock_skew`` (300) seconds in the future; ``exp`` gets no skew;
+- ``exp - iat`` may be at most ``max_assertion_validity`` (3600) seconds;
+- ``aud`` must be the token URL on the account's suitetalk, restlets or connect host (hyphen form), or on
+  the host the request reached when that is not a ``*.netsuite.com`` host (loopback, a test host);
+- a JWT header PyJWT cannot parse (a ``kid`` that is not a string, a ``crit`` header) is ``InvalidJWT``;
+- a ``scope`` string is split on commas and/or whitespace; scope names are compared case-insensitively,
+  and ``SuiteAnalytics`` (Oracle's Connect sample) means ``suite_analytics``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -31,12 +44,15 @@ TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"  # noqa: S105 (a URL path, no
 GRANT_TYPE = "client_credentials"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ALLOWED_ALGORITHMS = ("PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
-MAX_ASSERTION_VALIDITY = 3600
-CLOCK_SKEW = 300
+MAX_ASSERTION_VALIDITY = 3600  # default of RuntimeConfig.max_assertion_validity
+CLOCK_SKEW = 300  # default of RuntimeConfig.clock_skew
 TBA_TIMESTAMP_WINDOW = 300
 TBA_NONCE_MEMORY = 600
 TBA_MIN_NONCE_LENGTH = 6
 REST_SCOPE = "rest_webservices"
+NETSUITE_DOMAIN = ".netsuite.com"
+SCOPE_SEPARATORS = re.compile(r"[,\s]+")
+SCOPE_ALIASES = {"suiteanalytics": "suite_analytics"}
 
 
 def account_slug(account_id: str) -> str:
@@ -49,14 +65,33 @@ def account_realm(account_id: str) -> str:
     return account_id.strip().upper().replace("-", "_")
 
 
+def is_netsuite_host(host: str) -> bool:
+    """Tell whether a host name (no port) is under ``netsuite.com``."""
+    return host.strip().lower().rstrip(".").endswith(NETSUITE_DOMAIN)
+
+
+def is_foreign_netsuite_host(host: str, account_id: str) -> bool:
+    """Tell whether a host is a NetSuite host that is not this account's (hyphen, lower-case form).
+
+    ``1234567_SB1.suitetalk.api.netsuite.com``, ``1234567-SB1...`` and another account's host all are;
+    hosts outside ``netsuite.com`` (loopback, a test host) are not.
+
+    :param host: the request's host, without the port, as sent (case kept).
+    """
+    return is_netsuite_host(host) and host.strip().split(".")[0] != account_slug(account_id)
+
+
 def accepted_audiences(account_id: str, base_url: str) -> set[str]:
     """Return the token URLs an assertion's ``aud`` may name.
 
-    :param base_url: scheme, host and port the request reached this server on.
+    :param base_url: scheme, host and port the request reached this server on; its token URL is
+        accepted only when the host is not under ``netsuite.com``.
     """
     slug = account_slug(account_id)
-    hosts = [f"https://{slug}.{service}.api.netsuite.com" for service in ("suitetalk", "restlets", "connect")]
-    return {base + TOKEN_PATH for base in [base_url.rstrip("/"), *hosts]}
+    bases = [f"https://{slug}.{service}.api.netsuite.com" for service in ("suitetalk", "restlets", "connect")]
+    if not is_netsuite_host(urlsplit(base_url).hostname or ""):
+        bases.append(base_url.rstrip("/"))
+    return {base + TOKEN_PATH for base in bases}
 
 
 class AssertionRejected(Exception):
@@ -96,10 +131,19 @@ class AssertionVerifier:
         self.store = store
         self.account_id = account_id
 
-    def verify(self, assertion: str, audiences: set[str]) -> tuple[Certificate, frozenset[str]]:
+    def verify(
+        self,
+        assertion: str,
+        audiences: set[str],
+        *,
+        clock_skew: float = CLOCK_SKEW,
+        max_validity: float = MAX_ASSERTION_VALIDITY,
+    ) -> tuple[Certificate, frozenset[str]]:
         """Verify an assertion; return the certificate it was signed for and the scopes it asks for.
 
         :param audiences: the token URLs ``aud`` may hold.
+        :param clock_skew: seconds ``iat`` may lie in the future.
+        :param max_validity: the largest ``exp - iat`` accepted, in seconds.
         :raises AssertionRejected: with the audit-trail reason.
         """
         algorithm, certificate_id = self._check_header(assertion)
@@ -107,13 +151,14 @@ class AssertionVerifier:
         certificate = self._certificate_for(certificate_id, claims)
         _verify_signature(assertion, certificate, algorithm)
         _check_audience(claims, audiences)
-        _check_lifetime(claims)
+        _check_lifetime(claims, clock_skew, max_validity)
         return certificate, _check_scopes(claims, certificate)
 
     def _check_header(self, assertion: str) -> tuple[str, str]:
         try:
             header = jwt.get_unverified_header(assertion)
-        except jwt.exceptions.DecodeError as error:
+        except jwt.exceptions.PyJWTError as error:
+            # DecodeError for a malformed JWT; InvalidTokenError for a non-string kid or a crit header.
             raise AssertionRejected("InvalidJWT: the client assertion is not a well-formed JWT") from error
         if str(header.get("typ", "")).upper() != "JWT":
             raise AssertionRejected("InvalidJWT: the JWT header typ must be JWT")
@@ -147,7 +192,7 @@ class AssertionVerifier:
 def _unverified_claims(assertion: str) -> dict[str, Any]:
     try:
         claims = jwt.decode(assertion, options={"verify_signature": False})
-    except jwt.exceptions.DecodeError as error:
+    except jwt.exceptions.PyJWTError as error:
         raise AssertionRejected("InvalidJWT: the JWT payload is not a JSON object") from error
     if not isinstance(claims, dict):
         raise AssertionRejected("InvalidJWT: the JWT payload is not a JSON object")
@@ -177,33 +222,43 @@ def _check_audience(claims: dict[str, Any], audiences: set[str]) -> None:
         raise AssertionRejected("InvalidAudience: aud must be the token endpoint URL")
 
 
-def _check_lifetime(claims: dict[str, Any]) -> None:
+def _check_lifetime(claims: dict[str, Any], clock_skew: float, max_validity: float) -> None:
     issued_at, expires_at = claims.get("iat"), claims.get("exp")
     for name, value in (("iat", issued_at), ("exp", expires_at)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise AssertionRejected(
                 f"InvalidTokenValidity: the {name} claim must be a number of epoch seconds"
             )
-    if expires_at - issued_at > MAX_ASSERTION_VALIDITY:
-        raise AssertionRejected("TokenValidityTooBroad: exp must be at most 3600 seconds after iat")
+    if expires_at - issued_at > max_validity:
+        raise AssertionRejected(
+            f"TokenValidityTooBroad: exp must be at most {max_validity:g} seconds after iat"
+        )
     if expires_at <= issued_at:
         raise AssertionRejected("InvalidTokenValidity: exp must be after iat")
     now = time.time()
     if expires_at <= now:
         raise AssertionRejected("TokenExpired: the client assertion has expired")
-    if issued_at > now + CLOCK_SKEW:
+    if issued_at > now + clock_skew:
         raise AssertionRejected("TokenNotAcceptable: iat is in the future")
 
 
-def _check_scopes(claims: dict[str, Any], certificate: Certificate) -> frozenset[str]:
-    scope = claims.get("scope")
+def requested_scopes(scope: Any) -> list[str]:
+    """Return the scope names a ``scope`` claim asks for, normalised (lower case, aliases resolved).
+
+    A string is split on commas and/or whitespace; an array must hold strings. Anything else asks for none.
+    """
     if isinstance(scope, str):
-        requested = [item.strip() for item in scope.split(",")]
+        names = SCOPE_SEPARATORS.split(scope)
     elif isinstance(scope, list) and all(isinstance(item, str) for item in scope):
-        requested = [item.strip() for item in scope]
+        names = [item.strip() for item in scope]
     else:
-        requested = []
-    requested = [item for item in requested if item]
+        names = []
+    lowered = [name.lower() for name in names if name]
+    return [SCOPE_ALIASES.get(name, name) for name in lowered]
+
+
+def _check_scopes(claims: dict[str, Any], certificate: Certificate) -> frozenset[str]:
+    requested = requested_scopes(claims.get("scope"))
     if not requested:
         raise AssertionRejected("InvalidScope: the scope claim is empty")
     for item in requested:

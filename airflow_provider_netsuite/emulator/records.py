@@ -34,7 +34,10 @@ Design choices where the sources are silent (UNCONFIRMED):
 - required fields (company name, item name, customer of a transaction) give 400 ``USER_ERROR``
   "Please enter value(s) for: <label>."; a duplicate external ID gives 400 ``USER_ERROR``;
 - a batch without ``Prefer: respond-async`` gives 400 ``INVALID_HEADER``; a batch PATCH or PUT item without
-  its key fails in its own task;
+  its key fails in its own task; a PATCH item with both ``id`` and ``externalId`` is keyed by ``id`` and
+  its ``externalId`` is not written; an ``id`` in a PUT item is ignored;
+- any non-empty ``X-NetSuite-Idempotency-Key`` is accepted (the docs show a UUID but state no rule);
+  UUIDs are compared in lower case, other keys exactly; a blank key gives 400 ``INVALID_HEADER``;
 - the result of an unfinished task gives 404 ``NONEXISTENT_ID``; a job's ``task`` link has ``rel`` ``self``
   and a task's result link ``rel`` ``related``, as in Oracle's examples;
 - injected transient failures answer 503 ``SERVICE_UNAVAILABLE``.
@@ -1333,18 +1336,14 @@ def _submit(
     request: Request, service: RecordService, operations: list[Operation], parallel: bool
 ) -> Response:
     """Queue operations as one job; answer 202 with the job's Location."""
-    idempotency_key = request.headers.get("x-netsuite-idempotency-key")
-    if idempotency_key is not None:
-        try:
-            uuid.UUID(idempotency_key.strip())
-        except ValueError:
-            return errors.error_response(
-                400,
-                "Invalid header value. X-NetSuite-Idempotency-Key must be a UUID.",
-                "INVALID_HEADER",
-                header="X-NetSuite-Idempotency-Key",
-            )
-        idempotency_key = idempotency_key.strip().lower()
+    idempotency_key = _idempotency_key(request)
+    if idempotency_key == "":
+        return errors.error_response(
+            400,
+            "Invalid header value. X-NetSuite-Idempotency-Key must not be empty.",
+            "INVALID_HEADER",
+            header="X-NetSuite-Idempotency-Key",
+        )
     try:
         job = service.jobs.submit(
             operations,
@@ -1364,6 +1363,21 @@ def _submit(
         )
     headers = {"Location": job.location, "Preference-Applied": "respond-async"}
     return Response(status_code=202, headers=headers)
+
+
+def _idempotency_key(request: Request) -> str | None:
+    """Return the stripped idempotency key (``""`` when blank), or ``None`` when there is none.
+
+    Any non-empty key is accepted; a UUID is written in lower case so its spellings name one key.
+    """
+    key = request.headers.get("x-netsuite-idempotency-key")
+    if key is None:
+        return None
+    key = key.strip()
+    with contextlib.suppress(ValueError):
+        uuid.UUID(key)
+        return key.lower()
+    return key
 
 
 async def _operations(
@@ -1445,12 +1459,12 @@ def _batch_operation(base: Operation, item: dict[str, Any]) -> Operation:
     if base.action == "create":
         return replace(base, body=item)
     body = dict(item)
+    # Neither key is a field to write: a PATCH item's id wins over its externalId, a PUT item's id is
+    # ignored (PUT takes externalId only).
     record_id = body.pop("id", None)
+    external_id = body.pop("externalId", None)
     if base.action == "update" and record_id is not None:
         return replace(base, key=str(record_id), body=body)
-    external_id = body.pop("externalId", None)
-    if base.action == "upsert" and record_id is not None:
-        body["id"] = record_id  # PUT items are keyed by externalId only; id stays a (read-only) field
     key = f"eid:{external_id}" if external_id is not None else None
     return replace(base, key=key, body=body)
 

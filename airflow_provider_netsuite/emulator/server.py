@@ -1,14 +1,27 @@
 """The emulator's HTTP server: NetSuite's token, SuiteQL and governance endpoints, plus admin endpoints.
 
 Every request under ``/services/`` passes one gateway: the fault hook (when faults are configured), then,
-for data endpoints, the concurrency limit with its latency, then authentication (bearer token or TBA), then
-the ``Accept-Language`` check (it must name the company's default language, if it is sent at all).
-Admin endpoints live under ``/_emulator/`` and are not NetSuite's.
+for data endpoints, the concurrency limit with its latency, then the host check and authentication (bearer
+token or TBA), then the ``Accept-Language`` check (it must name the company's default language, if it is
+sent at all). Admin endpoints live under ``/_emulator/`` and are not NetSuite's.
+
+Only the account's host form is accepted: a request whose ``Host`` is under ``netsuite.com`` but whose
+first label is not the account ID in lower case with ``-`` (``1234567-sb1``) gets NetSuite's 401
+``INVALID_LOGIN`` on data endpoints and 400 ``invalid_grant`` from the token endpoint. Other hosts
+(loopback, a test host) are not checked.
 
 Design choices where the sources are silent (UNCONFIRMED): ``Accept-Language`` is compared by its first
 entry's primary language tag only (``en-GB;q=0.9`` counts as ``en``) and ``*`` matches any language;
 ``governanceLimits`` answers 403 ``INSUFFICIENT_PERMISSION`` to a certificate mapped to a role other than
 ``administrator`` (TBA tokens count as administrator).
+
+Further UNCONFIRMED choices are settings of :class:`~airflow_provider_netsuite.emulator.state.RuntimeConfig`
+(defaults in brackets): the largest SuiteQL ``limit`` (``suiteql_max_limit``, 1000; a request without
+``limit`` gets pages of 1000 rows or this maximum if it is smaller), the result cap at or above which an
+``offset`` is refused (``suiteql_max_results``, 100000), whether SuiteQL needs ``Prefer: transient``
+(``require_transient``, true), whether null values are left out of SuiteQL items (``omit_nulls``, true)
+and the date format SuiteQL renders dates in (``date_format``, ``M/D/YYYY``). Every ``Prefer`` header line
+is read; preferences are split on commas and compared case-insensitively without their ``;`` parameters.
 """
 
 from __future__ import annotations
@@ -41,6 +54,7 @@ from airflow_provider_netsuite.emulator.auth import (
     TokenIssuer,
     accepted_audiences,
     account_realm,
+    is_foreign_netsuite_host,
 )
 from airflow_provider_netsuite.emulator.faults import FaultInjector
 from airflow_provider_netsuite.emulator.governance import Governor
@@ -59,8 +73,8 @@ log = logging.getLogger(__name__)
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 GOVERNANCE_PATH = "/services/rest/system/v1/governanceLimits"
 COLLECTION_MEDIA_TYPE = "application/vnd.oracle.resource+json; type=collection"
-MAX_LIMIT = 1000
-MAX_RESULTS = 100_000
+MAX_LIMIT = 1000  # default of RuntimeConfig.suiteql_max_limit
+MAX_RESULTS = 100_000  # default of RuntimeConfig.suiteql_max_results
 AUDIT_TRAIL_SIZE = 200
 
 FaultHook = Callable[[Request, dict[str, Any]], Awaitable[Response | None]]
@@ -94,14 +108,24 @@ class EmulatorContext:
             log.info("Login refused (%s): %s %s", kind, reason, detail)
 
     def engine(self) -> Any:
-        """Return this thread's SuiteQL engine, rebuilt after the database changed."""
+        """Return this thread's SuiteQL engine, rebuilt after the database or its settings changed."""
         from airflow_provider_netsuite.emulator.suiteql import SuiteQLEngine
 
+        key = (self._engine_generation, self.config.date_format, self.config.omit_nulls)
         cached = getattr(self._engines, "value", None)
-        if cached is None or cached[0] != self._engine_generation:
-            cached = (self._engine_generation, SuiteQLEngine(str(self.store.db_path)))
+        if cached is None or cached[0] != key:
+            engine = SuiteQLEngine(str(self.store.db_path), date_format=key[1], omit_nulls=key[2])
+            cached = (key, engine)
             self._engines.value = cached
         return cached[1]
+
+    def foreign_host(self, request: Request) -> str | None:
+        """Return the request's host when it is a NetSuite host of another form or account, else ``None``."""
+        host = host_name(request.headers.get("host", ""))
+        if is_foreign_netsuite_host(host, self.account_id):
+            self.record_login("host", "InvalidLogin", host)
+            return host
+        return None
 
     def database_changed(self) -> None:
         """Make every thread build a fresh SuiteQL engine on its next query."""
@@ -123,6 +147,12 @@ class EmulatorContext:
             principal, reason = None, "ScopeMismatched"
         self.record_login(kind, reason, request.url.path)
         return principal
+
+
+def host_name(host_header: str) -> str:
+    """Return the host of a ``Host`` header as sent (case kept), without its port."""
+    name, colon, port = host_header.strip().rpartition(":")
+    return name if colon and port.isdigit() and not name.endswith(":") else host_header.strip()
 
 
 def create_app(
@@ -182,6 +212,8 @@ async def _governed(
     async with context.governor.slot() as admitted:
         if not admitted:
             return errors.concurrency_limit_response(context.config.retry_after)
+        if context.foreign_host(request) is not None:
+            return errors.invalid_login_response(context.account_id)
         principal = context.authenticate(request)
         if principal is None:
             return errors.invalid_login_response(context.account_id)
@@ -233,6 +265,10 @@ def _add_token_route(app: FastAPI, context: EmulatorContext) -> None:
         if forced:
             context.record_login("assertion", "Forced", forced)
             return _forced_token_failure(forced, context.account_id)
+        if context.foreign_host(request) is not None:
+            return errors.oauth_error_response(
+                "invalid_grant", "InvalidLogin: this host does not serve the account"
+            )
         form = await request.form()
         problem = _check_token_form(form)
         if problem is not None:
@@ -240,7 +276,12 @@ def _add_token_route(app: FastAPI, context: EmulatorContext) -> None:
             return errors.oauth_error_response(problem.error, problem.reason, status=problem.status)
         audiences = accepted_audiences(context.account_id, str(request.base_url))
         try:
-            certificate, scopes = context.assertions.verify(str(form["client_assertion"]), audiences)
+            certificate, scopes = context.assertions.verify(
+                str(form["client_assertion"]),
+                audiences,
+                clock_skew=context.config.clock_skew,
+                max_validity=context.config.max_assertion_validity,
+            )
         except AssertionRejected as rejection:
             context.record_login("assertion", rejection.reason.split(":")[0], rejection.reason)
             return errors.oauth_error_response(
@@ -319,17 +360,28 @@ def _is_administrator(context: EmulatorContext, principal: Principal | None) -> 
     return certificate is None or certificate.is_administrator
 
 
+def preferences(request: Request) -> set[str]:
+    """Return the preferences of every ``Prefer`` header line, lower-case and without their parameters.
+
+    ``Prefer: respond-async`` and ``Prefer: Transient; x=1`` on two lines give ``{"respond-async",
+    "transient"}``.
+    """
+    values = ",".join(request.headers.getlist("prefer"))
+    names = (item.split(";")[0].strip().lower() for item in values.split(","))
+    return {name for name in names if name}
+
+
 async def _run_suiteql(request: Request, context: EmulatorContext) -> Response:
     """Answer one SuiteQL page request."""
-    preferences = [item.strip().lower() for item in request.headers.get("prefer", "").split(",")]
-    if "transient" not in preferences:
+    if context.config.require_transient and "transient" not in preferences(request):
         return errors.error_response(
             400,
             "Invalid header value. The Prefer header must be set to 'transient' for SuiteQL queries.",
             "INVALID_HEADER",
             header="Prefer",
         )
-    paging = _paging(request)
+    max_results = context.config.suiteql_max_results
+    paging = _paging(request, context.config.suiteql_max_limit, max_results)
     if isinstance(paging, Response):
         return paging
     limit, offset = paging
@@ -354,7 +406,7 @@ async def _run_suiteql(request: Request, context: EmulatorContext) -> Response:
         return errors.error_response(
             500, f"An unexpected error occurred. Error ID: {error_id}", "UNEXPECTED_ERROR"
         )
-    page = _page(str(request.base_url).rstrip("/") + SUITEQL_PATH, items, total, limit, offset)
+    page = _page(str(request.base_url).rstrip("/") + SUITEQL_PATH, items, total, limit, offset, max_results)
     return JSONResponse(page, media_type=COLLECTION_MEDIA_TYPE)
 
 
@@ -362,19 +414,26 @@ def _execute(context: EmulatorContext, query: str, params: list | None, limit: i
     return context.engine().execute(query, params, limit, offset)
 
 
-def _paging(request: Request) -> tuple[int, int] | Response:
-    """Read and check ``limit`` and ``offset``; return them or the 400 response."""
-    limit = _integer(request.query_params.get("limit", str(MAX_LIMIT)))
-    if limit is None or not 1 <= limit <= MAX_LIMIT:
-        return _bad_query_param("limit", "The value must be an integer between 1 and 1000.")
+def _paging(
+    request: Request, max_limit: int = MAX_LIMIT, max_results: int = MAX_RESULTS
+) -> tuple[int, int] | Response:
+    """Read and check ``limit`` and ``offset``; return them or the 400 response.
+
+    :param max_limit: the largest ``limit``; without one the page has 1000 rows (fewer if that is more).
+    :param max_results: the result cap; an ``offset`` at or above it is refused.
+    """
+    limit = _integer(request.query_params.get("limit", str(min(MAX_LIMIT, max_limit))))
+    if limit is None or not 1 <= limit <= max_limit:
+        return _bad_query_param("limit", f"The value must be an integer between 1 and {max_limit}.")
     offset = _integer(request.query_params.get("offset", "0"))
     if offset is None or offset < 0:
         return _bad_query_param("offset", "The value must be an integer greater than or equal to 0.")
     if offset % limit:
         return _bad_query_param("offset", "The offset must be divisible by the limit.")
-    if offset >= MAX_RESULTS:
+    if offset >= max_results:
         return _bad_query_param(
-            "offset", "The offset must be less than 100000; SuiteQL returns at most 100000 results."
+            "offset",
+            f"The offset must be less than {max_results}; SuiteQL returns at most {max_results} results.",
         )
     return limit, offset
 
@@ -421,16 +480,18 @@ async def _suiteql_body(request: Request) -> tuple[str, list | None] | Response:
     return query, params
 
 
-def _page(base: str, items: list[dict], total: int, limit: int, offset: int) -> dict[str, Any]:
+def _page(
+    base: str, items: list[dict], total: int, limit: int, offset: int, max_results: int = MAX_RESULTS
+) -> dict[str, Any]:
     """Shape one SuiteQL page with NetSuite's ``links``, ``count``, ``hasMore`` and ``totalResults``.
 
     ``hasMore`` and ``totalResults`` describe all the results, but no link points at an offset the
-    emulator refuses (100,000 or more) or past the data: beyond the cap there is no ``next`` and ``last``
-    is the last page below the cap.
+    emulator refuses (``max_results`` or more) or past the data: beyond the cap there is no ``next`` and
+    ``last`` is the last page below the cap.
     """
     items = [item if "links" in item else {"links": [], **item} for item in items]
     has_more = offset + len(items) < total
-    last = min(max(total - 1, 0), MAX_RESULTS - 1) // limit * limit
+    last = min(max(total - 1, 0), max_results - 1) // limit * limit
     links = []
     if offset > 0:
         links.append({"rel": "first", "href": f"{base}?limit={limit}&offset=0"})

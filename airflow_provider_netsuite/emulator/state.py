@@ -305,6 +305,17 @@ class RuntimeConfig:
     server hands it to its fault hook on every NetSuite request while it is not empty.
     ``company_language`` is the company's default language (a language tag such as ``en`` or ``de-DE``);
     a data request whose ``Accept-Language`` names another primary language is refused.
+
+    Behaviour no public source settles (UNCONFIRMED), with the project's chosen defaults:
+
+    - ``clock_skew`` (300): seconds an assertion's ``iat`` may lie in the future;
+    - ``max_assertion_validity`` (3600): the largest ``exp - iat`` accepted, in seconds;
+    - ``suiteql_max_limit`` (1000): the largest SuiteQL ``limit``;
+    - ``suiteql_max_results`` (100000): SuiteQL's result cap; an ``offset`` at or above it is refused;
+    - ``require_transient`` (true): SuiteQL without ``Prefer: transient`` gives 400 ``INVALID_HEADER``;
+    - ``omit_nulls`` (true): SuiteQL leaves null values out of an item; false sends them as ``null``;
+    - ``date_format`` (``M/D/YYYY``): the user's date-format preference SuiteQL renders dates in, a key
+      of :data:`airflow_provider_netsuite.emulator.suiteql.DATE_FORMATS`.
     """
 
     concurrency_limit: int = 5
@@ -315,6 +326,13 @@ class RuntimeConfig:
     token_endpoint_failure: str | None = None
     faults: dict[str, Any] = field(default_factory=dict)
     company_language: str = DEFAULT_COMPANY_LANGUAGE
+    clock_skew: int = 300
+    max_assertion_validity: int = 3600
+    suiteql_max_limit: int = 1000
+    suiteql_max_results: int = 100_000
+    require_transient: bool = True
+    omit_nulls: bool = True
+    date_format: str = "M/D/YYYY"
 
     def as_dict(self) -> dict[str, Any]:
         """Return the settings as JSON-ready values."""
@@ -330,15 +348,31 @@ class RuntimeConfig:
             setattr(self, name, value)
 
 
+# Integer settings and their smallest allowed value.
+_INTEGER_SETTINGS = {
+    "concurrency_limit": 1,
+    "token_lifetime": 1,
+    "clock_skew": 0,
+    "max_assertion_validity": 1,
+    "suiteql_max_limit": 1,
+    "suiteql_max_results": 1,
+}
+_BOOLEAN_SETTINGS = ("require_transient", "omit_nulls")
+
+
 def _validate_setting(name: str, value: Any) -> Any:
-    if name == "concurrency_limit":
-        return _number(name, value, int, minimum=1)
+    if name in _INTEGER_SETTINGS:
+        return _number(name, value, int, minimum=_INTEGER_SETTINGS[name])
+    if name in _BOOLEAN_SETTINGS:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false")
+        return value
+    if name == "date_format":
+        return _date_format(value)
     if name in ("latency_ms", "jitter_ms"):
         return _number(name, value, float, minimum=0)
     if name == "retry_after":
         return None if value is None else _number(name, value, int, minimum=0)
-    if name == "token_lifetime":
-        return _number(name, value, int, minimum=1)
     if name == "token_endpoint_failure":
         if value is not None and value not in TOKEN_ENDPOINT_FAILURES:
             raise ValueError(
@@ -355,6 +389,15 @@ def _validate_setting(name: str, value: Any) -> Any:
 
         return normalize(value)
     raise ValueError(f"unknown setting {name!r}")
+
+
+def _date_format(value: Any) -> str:
+    # Imported here: the SuiteQL engine (and sqlglot) is not needed to read the state file.
+    from airflow_provider_netsuite.emulator.suiteql import DATE_FORMATS
+
+    if not isinstance(value, str) or value not in DATE_FORMATS:
+        raise ValueError(f"date_format must be one of {', '.join(DATE_FORMATS)}")
+    return value
 
 
 def _number(name: str, value: Any, kind: type, *, minimum: float) -> Any:

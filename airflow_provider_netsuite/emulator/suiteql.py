@@ -8,6 +8,9 @@ for SQLite and run there. Oracle functions SQLite lacks (``TO_CHAR``, ``TO_DATE`
 
 Values come back as NetSuite renders them: strings, ``T``/``F`` booleans, dates in the user's date format
 with the time dropped, null values left out, keys in lower case and ``"links": []`` first in every item.
+Whether NetSuite leaves nulls out or sends ``null`` is UNCONFIRMED, and the date format is a user
+preference: both are engine parameters (``omit_nulls``, default true; ``date_format``, default
+``M/D/YYYY``), set by the server from ``RuntimeConfig.omit_nulls`` and ``RuntimeConfig.date_format``.
 
 Emulator choices where NetSuite's behaviour is not documented: an unaliased expression is named ``expr1``,
 ``expr2`` ... in order; rows that tie on a top-level ``ORDER BY`` come in a new random order on each
@@ -690,14 +693,21 @@ class SuiteQLEngine:
     :param db_path: the database made by :func:`~airflow_provider_netsuite.emulator.dataset.create_database`.
     :param date_format: the user's date-format preference, a key of :data:`DATE_FORMATS`.
     :param time_zone: the account's time zone, used by ``SYSDATE``.
+    :param omit_nulls: leave null values out of an item (the default); false sends them as ``None``.
     """
 
     def __init__(
-        self, db_path: str, *, date_format: str = "M/D/YYYY", time_zone: str = ACCOUNT_TIME_ZONE
+        self,
+        db_path: str,
+        *,
+        date_format: str = "M/D/YYYY",
+        time_zone: str = ACCOUNT_TIME_ZONE,
+        omit_nulls: bool = True,
     ) -> None:
         if date_format not in DATE_FORMATS:
             raise ValueError(f"unsupported date format {date_format!r}; use one of {sorted(DATE_FORMATS)}")
         self.db_path = db_path
+        self.omit_nulls = omit_nulls
         self._render_date_parts = DATE_FORMATS[date_format]
         self._zone = ZoneInfo(time_zone)
         self._local = threading.local()
@@ -757,6 +767,8 @@ class SuiteQLEngine:
             item: dict[str, Any] = {"links": []}
             for key, value in zip(keys, row, strict=True):
                 if value is None:
+                    if not self.omit_nulls:
+                        item[key] = None
                     continue
                 if key in date_keys and type(value) is str and _STAMP_TEXT.match(value):
                     value = _Stamp(value)

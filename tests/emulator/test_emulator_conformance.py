@@ -1,6 +1,8 @@
 """Emulator behaviours a strict NetSuite client relies on: batch GET and DELETE, replaceSelectedFields,
 keyed and non-keyed sublists, Accept-Language, SuiteQL links at the 100,000 cap, governance for
-non-administrators and the accepted RSA key sizes.
+non-administrators, the accepted RSA key sizes, and the findings of the emulator audit: JWT headers PyJWT
+cannot parse, host forms, free-form idempotency keys, scope syntax, several ``Prefer`` lines, batch item
+keys and the UNCONFIRMED choices made configurable.
 
 Driven in-process through FastAPI's TestClient with real bearer tokens minted from assertions signed with
 raw PyJWT (never the provider's client code).
@@ -8,17 +10,21 @@ raw PyJWT (never the provider's client code).
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 import time
 import uuid
+from datetime import datetime
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
-from airflow_provider_netsuite.emulator import dataset, records, server
+from airflow_provider_netsuite.emulator import auth, dataset, records, server
 from airflow_provider_netsuite.emulator.state import (
+    KNOWN_SCOPES,
     RegistrationError,
     RuntimeConfig,
     check_public_key,
@@ -29,11 +35,31 @@ from airflow_provider_netsuite.emulator.state import (
 CLIENT_ID = "k" * 32 + "c7"
 ADMIN_CERTIFICATE = "cert-conformance-admin"
 CLERK_CERTIFICATE = "cert-conformance-clerk"
-TOKEN_URL = "http://testserver/services/rest/auth/oauth2/v1/token"
+ALL_SCOPES_CERTIFICATE = "cert-conformance-all-scopes"
+TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
+TOKEN_URL = "http://testserver" + TOKEN_PATH
+ACCOUNT_HOST = "1234567-sb1.suitetalk.api.netsuite.com"
 RECORDS = "/services/rest/record/v1"
 SUITEQL = "/services/rest/query/v1/suiteql"
 LIMITS = "/services/rest/system/v1/governanceLimits"
 ASYNC = {"Prefer": "respond-async"}
+COLLECTION = {"Content-Type": "application/vnd.oracle.resource+json; type=collection", **ASYNC}
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+INVALID_LOGIN_BODY = {
+    "type": "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html",
+    "title": "Unauthorized",
+    "status": 401,
+    "o:errorDetails": [
+        {
+            "detail": "Invalid login attempt. For more details, see the Login Audit Trail in the NetSuite UI "
+            "at Setup > Users/Roles > User Management > View Login Audit Trail.",
+            "o:errorCode": "INVALID_LOGIN",
+        }
+    ],
+}
+INVALID_LOGIN_CHALLENGE = (
+    'Bearer realm="1234567_SB1", error="invalid_token", error_description="Invalid login attempt."'
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,23 +69,35 @@ def app(tmp_path_factory, rsa_keypair):
     pem = rsa_keypair.cert_path.read_text()
     register_certificate(state_dir, CLIENT_ID, ADMIN_CERTIFICATE, pem, ["rest_webservices"])
     register_certificate(state_dir, CLIENT_ID, CLERK_CERTIFICATE, pem, ["rest_webservices"], role="clerk")
+    register_certificate(state_dir, CLIENT_ID, ALL_SCOPES_CERTIFICATE, pem, list(KNOWN_SCOPES))
     application = server.create_app(state_dir)
     records.configure_record_failures(application.state, {"job_delay_ms": 20})
     return application
 
 
-def bearer(test_client: TestClient, private_key: str, certificate_id: str) -> str:
+def sign(private_key: str, certificate_id: str = ADMIN_CERTIFICATE, **changes) -> str:
+    """Return a PS256 client assertion; ``changes`` replace claims."""
     now = int(time.time())
     claims = {"iss": CLIENT_ID, "scope": ["rest_webservices"], "aud": TOKEN_URL, "iat": now, "exp": now + 300}
-    assertion = jwt.encode(claims, private_key, algorithm="PS256", headers={"kid": certificate_id})
-    form = {
-        "grant_type": "client_credentials",
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": assertion,
-    }
-    token = test_client.post(TOKEN_URL, data=form)
+    return jwt.encode({**claims, **changes}, private_key, algorithm="PS256", headers={"kid": certificate_id})
+
+
+def request_token(test_client: TestClient, assertion: str, **kwargs):
+    form = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE}
+    return test_client.post(TOKEN_PATH, data={**form, "client_assertion": assertion}, **kwargs)
+
+
+def bearer(test_client: TestClient, private_key: str, certificate_id: str) -> str:
+    token = request_token(test_client, sign(private_key, certificate_id))
     assert token.status_code == 200, token.text
     return f"Bearer {token.json()['access_token']}"
+
+
+def assert_invalid_grant(response, reason: str) -> None:
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"] == "invalid_grant"
+    assert response.json()["error_description"].startswith(reason)
 
 
 @pytest.fixture(scope="module")
@@ -469,3 +507,397 @@ def test_cli_takes_the_company_language_and_the_role(tmp_path):
     assert serve.company_language == "de"
     assert build_parser().parse_args(["serve", "--state-dir", str(tmp_path)]).company_language == "en"
     assert mapping.role == "clerk"
+
+
+# --- Audit 1: JWT headers PyJWT cannot parse -----------------------------------------------------------
+
+
+def raw_assertion(private_key: str, header: dict, claims: dict) -> str:
+    """Sign a JWT with a header PyJWT's encoder would refuse to write (PS256 over the raw segments)."""
+    algorithm = jwt.get_algorithm_by_name("PS256")
+    segments = [jwt.utils.base64url_encode(json.dumps(part).encode()) for part in (header, claims)]
+    signing_input = b".".join(segments)
+    signature = algorithm.sign(signing_input, algorithm.prepare_key(private_key))
+    return b".".join([signing_input, jwt.utils.base64url_encode(signature)]).decode()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param({"kid": 123}, id="integer-kid"),
+        pytest.param({"kid": [ADMIN_CERTIFICATE]}, id="list-kid"),
+        pytest.param({"kid": ADMIN_CERTIFICATE, "crit": ["exp"]}, id="crit"),
+        pytest.param({"kid": ADMIN_CERTIFICATE, "crit": "exp"}, id="crit-not-a-list"),
+    ],
+)
+def test_jwt_header_pyjwt_cannot_parse_is_invalid_grant(client, rsa_keypair, header):
+    now = int(time.time())
+    claims = {"iss": CLIENT_ID, "scope": ["rest_webservices"], "aud": TOKEN_URL, "iat": now, "exp": now + 300}
+    assertion = raw_assertion(rsa_keypair.private_key, {"alg": "PS256", "typ": "JWT", **header}, claims)
+
+    response = request_token(client, assertion)
+
+    assert_invalid_grant(response, "InvalidJWT")
+    assert assertion not in response.text
+
+
+# --- Audit 2: only the account's host form ------------------------------------------------------------
+
+FOREIGN_HOSTS = [
+    "1234567-SB1.suitetalk.api.netsuite.com",
+    "1234567_SB1.suitetalk.api.netsuite.com",
+    "1234567_sb1.suitetalk.api.netsuite.com",
+    "7654321.suitetalk.api.netsuite.com",
+    "1234567-sb2.suitetalk.api.netsuite.com",
+]
+
+
+@pytest.mark.parametrize("host", FOREIGN_HOSTS)
+@pytest.mark.parametrize("path", [SUITEQL, f"{RECORDS}/customer/1", LIMITS])
+def test_data_request_on_another_host_form_is_invalid_login(client, host, path):
+    headers = {"Prefer": "transient", "Host": host}
+    if path == SUITEQL:
+        response = client.post(path, json={"q": "SELECT id FROM currency"}, headers=headers)
+    else:
+        response = client.get(path, headers=headers)
+
+    assert response.status_code == 401
+    assert response.json() == INVALID_LOGIN_BODY
+    assert response.headers["WWW-Authenticate"] == INVALID_LOGIN_CHALLENGE
+
+
+@pytest.mark.parametrize("service", ["suitetalk", "restlets", "connect"])
+def test_data_request_on_the_account_hosts_passes(client, service):
+    host = f"1234567-sb1.{service}.api.netsuite.com"
+
+    response = client.post(
+        SUITEQL, json={"q": "SELECT id FROM currency"}, headers={"Prefer": "transient", "Host": f"{host}:443"}
+    )
+
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("host", FOREIGN_HOSTS)
+@pytest.mark.parametrize("aud_base", ["http://{host}", f"https://{ACCOUNT_HOST}"])
+def test_token_request_on_another_host_form_is_invalid_grant(client, rsa_keypair, host, aud_base):
+    assertion = sign(rsa_keypair.private_key, aud=aud_base.format(host=host) + TOKEN_PATH)
+
+    response = request_token(client, assertion, headers={"Host": host})
+
+    assert_invalid_grant(response, "InvalidLogin")
+
+
+@pytest.mark.parametrize("service", ["suitetalk", "restlets", "connect"])
+def test_token_on_an_account_host_needs_an_account_audience(client, rsa_keypair, service):
+    host = f"1234567-sb1.{service}.api.netsuite.com"
+    own = sign(rsa_keypair.private_key, aud=f"https://1234567-sb1.{service}.api.netsuite.com{TOKEN_PATH}")
+    plain_http = sign(rsa_keypair.private_key, aud=f"http://{host}{TOKEN_PATH}")
+
+    assert request_token(client, own, headers={"Host": host}).status_code == 200
+    assert_invalid_grant(request_token(client, plain_http, headers={"Host": host}), "InvalidAudience")
+
+
+def test_token_on_loopback_accepts_its_own_url(client, rsa_keypair):
+    assertion = sign(rsa_keypair.private_key, aud=f"http://127.0.0.1:8080{TOKEN_PATH}")
+
+    response = request_token(client, assertion, headers={"Host": "127.0.0.1:8080"})
+
+    assert response.status_code == 200, response.text
+
+
+def test_accepted_audiences_leave_out_netsuite_request_hosts():
+    account = {
+        f"https://1234567-sb1.{service}.api.netsuite.com{TOKEN_PATH}"
+        for service in ("suitetalk", "restlets", "connect")
+    }
+
+    assert auth.accepted_audiences("1234567_SB1", "http://127.0.0.1:8080/") == {
+        *account,
+        f"http://127.0.0.1:8080{TOKEN_PATH}",
+    }
+    assert auth.accepted_audiences("1234567_SB1", "http://1234567_SB1.suitetalk.api.netsuite.com/") == account
+    assert auth.accepted_audiences("1234567_SB1", "https://Other.NetSuite.com/") == account
+
+
+# --- Audit 3: any non-empty idempotency key -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["idem-test-1", "Nightly load 2026-01-06 #1", "x"])
+def test_readable_idempotency_key_is_accepted_then_conflicts(client, prefix):
+    headers = {**ASYNC, "X-NetSuite-Idempotency-Key": f"{prefix}-{uuid.uuid4().hex[:8]}"}
+
+    first = client.post(f"{RECORDS}/customer", json={"companyName": "Idem"}, headers=headers)
+    second = client.post(f"{RECORDS}/customer", json={"companyName": "Idem"}, headers=headers)
+
+    assert [result.status_code for result in job_results(client, first)] == [204]
+    assert second.status_code == 400
+    assert second.headers["Location"] == first.headers["Location"]
+    assert second.json() == {
+        "type": "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html#sec10.4.10",
+        "title": "Conflict",
+        "status": 400,
+        "o:errorDetails": [
+            {
+                "detail": 'A request with the same idempotency key is already submitted. See the "Location" '
+                "header for a link to the previously submitted job",
+                "o:errorCode": "IDEMPOTENCY_ERROR",
+            }
+        ],
+    }
+
+
+def test_uuid_idempotency_key_is_one_key_in_any_case(client):
+    key = str(uuid.uuid4())
+
+    first = client.post(
+        f"{RECORDS}/customer",
+        json={"companyName": "Idem"},
+        headers={**ASYNC, "X-NetSuite-Idempotency-Key": key},
+    )
+    second = client.post(
+        f"{RECORDS}/customer",
+        json={"companyName": "Idem"},
+        headers={**ASYNC, "X-NetSuite-Idempotency-Key": key.upper()},
+    )
+
+    assert first.status_code == 202
+    assert second.status_code == 400
+    assert detail_of(second)["o:errorCode"] == "IDEMPOTENCY_ERROR"
+    job_results(client, first)
+
+
+# --- Audit 4: scope syntax -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        pytest.param("restlets rest_webservices", id="space-separated"),
+        pytest.param("restlets,rest_webservices suite_analytics", id="commas-and-spaces"),
+        pytest.param(" REST_WEBSERVICES\tRestlets ", id="upper-case-and-tab"),
+        pytest.param(["SuiteAnalytics", "rest_webservices"], id="connect-sample-array"),
+        pytest.param("suiteanalytics, Rest_WebServices", id="suiteanalytics-string"),
+    ],
+)
+def test_scope_spellings_are_accepted(client, rsa_keypair, scope):
+    assertion = sign(rsa_keypair.private_key, ALL_SCOPES_CERTIFICATE, scope=scope)
+
+    response = request_token(client, assertion)
+
+    assert response.status_code == 200, response.text
+    token = f"Bearer {response.json()['access_token']}"
+    assert client.get(LIMITS, headers={"Authorization": token}).status_code == 200
+
+
+@pytest.mark.parametrize("scope", ["SuiteAnalytics", "rest_webservices suite_analytics", "RESTLETS"])
+def test_normalised_scopes_must_still_be_granted(client, rsa_keypair, scope):
+    assertion = sign(rsa_keypair.private_key, ADMIN_CERTIFICATE, scope=scope)
+
+    assert_invalid_grant(request_token(client, assertion), "ScopeMismatched")
+
+
+def test_requested_scopes_are_normalised():
+    assert auth.requested_scopes("SuiteAnalytics  restlets,REST_WEBSERVICES") == [
+        "suite_analytics",
+        "restlets",
+        "rest_webservices",
+    ]
+    assert auth.requested_scopes(" , ") == []
+    assert auth.requested_scopes(["SuiteAnalytics"]) == ["suite_analytics"]
+    assert auth.requested_scopes(5) == []
+
+
+# --- Audit 5: every Prefer line, parameters cut off ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "prefer",
+    [
+        pytest.param([("Prefer", "respond-async"), ("Prefer", "transient")], id="two-lines"),
+        pytest.param([("Prefer", "transient; x=1")], id="with-parameter"),
+        pytest.param([("Prefer", "respond-async, TRANSIENT ;foo=bar")], id="list-upper-case"),
+    ],
+)
+def test_suiteql_reads_every_prefer_line(client, prefer):
+    response = client.post(SUITEQL, json={"q": "SELECT id FROM currency"}, headers=prefer)
+
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("prefer", ["respond-async", "x=transient", "transient-ish", "return;transient"])
+def test_suiteql_without_the_transient_preference_is_refused(client, prefer):
+    response = client.post(SUITEQL, json={"q": "SELECT id FROM currency"}, headers={"Prefer": prefer})
+
+    assert response.status_code == 400
+    assert detail_of(response)["o:errorHeader"] == "Prefer"
+
+
+# --- Audit 6: batch item keys --------------------------------------------------------------------------
+
+
+def test_batch_patch_item_id_wins_and_external_id_is_not_written(client):
+    record_id, external_id = customer(client)
+    other_id, other_external_id = customer(client)
+    items = [{"id": record_id, "externalId": other_external_id, "phone": "555-0142"}]
+
+    results = job_results(
+        client, client.patch(f"{RECORDS}/customer", json={"items": items}, headers=COLLECTION)
+    )
+
+    assert [result.status_code for result in results] == [204], results[0].text
+    updated = client.get(f"{RECORDS}/customer/{record_id}").json()
+    assert updated["phone"] == "555-0142"
+    assert updated["externalId"] == external_id
+    assert "phone" not in client.get(f"{RECORDS}/customer/{other_id}").json()
+
+
+def test_batch_put_item_id_is_ignored(client):
+    record_id, external_id = customer(client)
+    other_id, _ = customer(client)
+    items = [{"externalId": external_id, "id": other_id, "phone": "555-0143"}]
+
+    results = job_results(
+        client, client.put(f"{RECORDS}/customer", json={"items": items}, headers=COLLECTION)
+    )
+
+    assert [result.status_code for result in results] == [204], results[0].text
+    assert results[0].headers["Location"].endswith(f"/customer/{record_id}")
+    assert client.get(f"{RECORDS}/customer/{record_id}").json()["phone"] == "555-0143"
+    assert "phone" not in client.get(f"{RECORDS}/customer/{other_id}").json()
+
+
+# --- Audit 7: UNCONFIRMED choices are RuntimeConfig settings ------------------------------------------
+
+UNCONFIRMED_DEFAULTS = {
+    "clock_skew": 300,
+    "max_assertion_validity": 3600,
+    "suiteql_max_limit": 1000,
+    "suiteql_max_results": 100_000,
+    "require_transient": True,
+    "omit_nulls": True,
+    "date_format": "M/D/YYYY",
+}
+
+
+@pytest.fixture
+def settings(client):
+    """Change settings through the admin endpoint; restore the defaults afterwards."""
+
+    def change(**values):
+        response = client.post("/_emulator/config", json=values)
+        assert response.status_code == 200, response.text
+
+    yield change
+    change(**UNCONFIRMED_DEFAULTS)
+
+
+def suiteql_page(client, query: str, values: list | None = None, **params):
+    body = {"q": query} if values is None else {"q": query, "params": values}
+    return client.post(SUITEQL, params=params, json=body, headers={"Prefer": "transient"})
+
+
+def test_unconfirmed_settings_keep_their_defaults(client):
+    config = RuntimeConfig().as_dict()
+
+    assert {name: config[name] for name in UNCONFIRMED_DEFAULTS} == UNCONFIRMED_DEFAULTS
+    served = client.get("/_emulator/config").json()
+    assert {name: served[name] for name in UNCONFIRMED_DEFAULTS} == UNCONFIRMED_DEFAULTS
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"clock_skew": -1},
+        {"max_assertion_validity": 0},
+        {"suiteql_max_limit": 0},
+        {"suiteql_max_results": 2.5},
+        {"require_transient": "yes"},
+        {"omit_nulls": 1},
+        {"date_format": "YYYY/DD/MM"},
+        {"date_format": ["M/D/YYYY"]},
+    ],
+)
+def test_unconfirmed_settings_are_validated(client, change):
+    with pytest.raises(ValueError, match=next(iter(change))):
+        RuntimeConfig().update(change)
+    assert client.post("/_emulator/config", json=change).status_code == 400
+
+
+def test_clock_skew_is_configurable(client, rsa_keypair, settings):
+    now = int(time.time())
+    assertion = sign(rsa_keypair.private_key, iat=now + 120, exp=now + 400)
+    assert request_token(client, assertion).status_code == 200
+
+    settings(clock_skew=60)
+
+    assert_invalid_grant(request_token(client, assertion), "TokenNotAcceptable")
+
+
+def test_max_assertion_validity_is_configurable(client, rsa_keypair, settings):
+    now = int(time.time())
+    assertion = sign(rsa_keypair.private_key, iat=now, exp=now + 900)
+    assert request_token(client, assertion).status_code == 200
+
+    settings(max_assertion_validity=600)
+
+    response = request_token(client, assertion)
+    assert_invalid_grant(response, "TokenValidityTooBroad")
+    assert "600 seconds" in response.json()["error_description"]
+
+
+def test_suiteql_max_limit_is_configurable(client, settings):
+    assert suiteql_page(client, "SELECT id FROM customer", limit=1500).status_code == 400
+
+    settings(suiteql_max_limit=5)
+
+    refused = suiteql_page(client, "SELECT id FROM customer", limit=6)
+    assert refused.status_code == 400
+    assert detail_of(refused)["o:errorQueryParam"] == "limit"
+    assert suiteql_page(client, "SELECT id FROM customer", limit=5).json()["count"] == 5
+    assert suiteql_page(client, "SELECT id FROM customer").json()["count"] == 5
+    settings(suiteql_max_limit=2000)
+    assert suiteql_page(client, "SELECT id FROM customer", limit=1500).status_code == 200
+
+
+def test_suiteql_max_results_is_configurable(client, settings):
+    settings(suiteql_max_results=10)
+
+    refused = suiteql_page(client, "SELECT id FROM customer ORDER BY id", limit=5, offset=10)
+    page = suiteql_page(client, "SELECT id FROM customer ORDER BY id", limit=5, offset=5).json()
+
+    assert refused.status_code == 400
+    assert detail_of(refused)["o:errorQueryParam"] == "offset"
+    assert "less than 10;" in detail_of(refused)["detail"]
+    assert page["totalResults"] > 10
+    assert _links(page) == {"first": 0, "prev": 0, "last": 5, "self": 5}
+
+
+def test_transient_preference_requirement_is_configurable(client, settings):
+    query = {"q": "SELECT id FROM currency"}
+    assert client.post(SUITEQL, json=query).status_code == 400
+
+    settings(require_transient=False)
+
+    assert client.post(SUITEQL, json=query).status_code == 200
+
+
+def test_null_omission_is_configurable(client, settings):
+    record_id, _ = customer(client)
+    query = "SELECT id, email FROM customer WHERE id = ?"
+    assert suiteql_page(client, query, [record_id]).json()["items"] == [{"links": [], "id": record_id}]
+
+    settings(omit_nulls=False)
+
+    items = suiteql_page(client, query, [record_id]).json()["items"]
+    assert items == [{"links": [], "id": record_id, "email": None}]
+
+
+def test_suiteql_date_format_is_configurable(client, settings):
+    query = "SELECT id, trandate FROM transaction ORDER BY id"
+    default = suiteql_page(client, query, limit=1).json()["items"][0]["trandate"]
+    assert re.fullmatch(r"[1-9]\d?/[1-9]\d?/\d{4}", default)
+
+    settings(date_format="YYYY-MM-DD")
+
+    iso = suiteql_page(client, query, limit=1).json()["items"][0]["trandate"]
+    assert datetime.strptime(iso, "%Y-%m-%d") == datetime.strptime(default, "%m/%d/%Y")

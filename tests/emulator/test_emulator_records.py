@@ -519,12 +519,13 @@ def test_duplicate_idempotency_key_gives_the_conflict_body(client):
             }
         ],
     }
-    bad_key = client.post(
+    blank_key = client.post(
         f"{RECORDS}/customer",
         json={"companyName": "Idem"},
-        headers={"Prefer": "respond-async", "X-NetSuite-Idempotency-Key": "not-a-uuid"},
+        headers={"Prefer": "respond-async", "X-NetSuite-Idempotency-Key": " "},
     )
-    assert bad_key.status_code == 400
+    assert blank_key.status_code == 400
+    assert detail_of(blank_key)["o:errorHeader"] == "X-NetSuite-Idempotency-Key"
     wait_for_job(client, first.headers["Location"])
 
 
