@@ -49,6 +49,28 @@ class SuiteQLExtractError(NetSuiteError):
 
 
 # --------------------------------------------------------------------------------------------------------
+# Reading a page: NetSuite documents ``totalResults`` and ``hasMore``, but either may be left out or null.
+
+
+def page_total(page: dict[str, Any]) -> int | None:
+    """Return a page's ``totalResults``; ``None`` when it is missing, null or not a whole number."""
+    value = page.get("totalResults")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and _INTEGER.match(value.strip()):
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+def has_more(page: dict[str, Any], default: bool) -> bool:
+    """Return a page's ``hasMore``, or ``default`` when it is missing, null or not a boolean."""
+    value = page.get("hasMore")
+    return value if isinstance(value, bool) else default
+
+
+# --------------------------------------------------------------------------------------------------------
 # Query shaping: plain string functions. The test fake recognises the same functions' output.
 
 
@@ -257,12 +279,16 @@ class _Extract:
             query, params=params or None, limit=limit or self.page_size, offset=offset
         )
         page.setdefault("items", [])
+        # An empty page that itself says more rows follow is never the end, on the first page or any other.
+        if not page["items"] and page.get("hasMore") is True:
+            raise _empty_page_error(offset, page_total(page))
         return page
 
 
-def _empty_page_error(offset: int, total: int, where: str = "") -> SuiteQLExtractError:
+def _empty_page_error(offset: int, total: int | None, where: str = "") -> SuiteQLExtractError:
+    expected = "hasMore is true" if total is None else f"totalResults is {total}"
     return SuiteQLExtractError(
-        f"SuiteQL returned an empty page at offset {offset}{where} while totalResults is {total}: rows "
+        f"SuiteQL returned an empty page at offset {offset}{where} while {expected}: rows "
         "are still expected, so the extract stops instead of finishing short"
     )
 
@@ -297,8 +323,9 @@ class OffsetPaging(PagingStrategy):
         {"links": [...], "count": 1000, "hasMore": true, "offset": 2000, "totalResults": 4321,
          "items": [{"links": [], "id": "2001", "companyname": "Acme"}, ...]}
 
-    Without ``totalResults`` the pages are fetched one after another until ``hasMore`` is false (or, without
-    ``hasMore`` too, until a short page). When the 100,000 offset cap is reached, or the last page by
+    Without ``totalResults`` (missing or null) the pages are fetched one after another until ``hasMore`` is
+    false (or, without ``hasMore`` too, until a short page). An empty page that says ``hasMore`` is an error,
+    the first page included. When the 100,000 offset cap is reached, or the last page by
     ``totalResults`` still says ``hasMore`` (a total capped at 100,000), paging goes on key-ordered after the
     last key, as :class:`KeysetPaging` does.
     """
@@ -306,12 +333,12 @@ class OffsetPaging(PagingStrategy):
     name = "offset"
 
     def pages(self, first_page: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
-        if "totalResults" not in first_page:
+        total = page_total(first_page)
+        if total is None:
             yield from self._sequential(first_page)
             return
 
         ex = self.extract
-        total = int(first_page["totalResults"])
         if total > ex.result_cap:
             raise ValueError(
                 f"Offset paging reaches only {ex.result_cap} results and this query has {total}; use "
@@ -331,16 +358,17 @@ class OffsetPaging(PagingStrategy):
                 yield last_page["items"]
 
         capped = total >= ex.result_cap
-        if last_page.get("hasMore", capped and len(last_page["items"]) >= ex.page_size):
+        if has_more(last_page, capped and len(last_page["items"]) >= ex.page_size):
             if capped:
                 self.expected_rows = None  # the total was NetSuite's cap, not the row count
             yield from self._continue_by_key(last_page["items"], (len(offsets) + 1) * ex.page_size)
 
     def _page(self, query: str, offset: int, total: int) -> dict[str, Any]:
         page = self.extract.fetch(query, self.extract.params, offset)
-        if "totalResults" in page and int(page["totalResults"]) != total:
+        seen = page_total(page)
+        if seen is not None and seen != total:
             raise SuiteQLExtractError(
-                f"totalResults changed from {total} to {page['totalResults']} at offset {offset}: the data "
+                f"totalResults changed from {total} to {seen} at offset {offset}: the data "
                 "changed during the extract; rerun it, or narrow it with a time window"
             )
         if not page["items"]:
@@ -348,14 +376,14 @@ class OffsetPaging(PagingStrategy):
         return page
 
     def _sequential(self, first_page: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
-        """Page by offset one page after another, for pages that carry no ``totalResults``."""
+        """Page by offset one page after another, for pages whose ``totalResults`` is missing or null."""
         ex = self.extract
         query = wrap_query(ex.query, ex.keys)
         page, offset = first_page, 0
         while page["items"]:
             yield page["items"]
             said_more = page.get("hasMore")
-            if not page.get("hasMore", len(page["items"]) >= ex.page_size):
+            if not has_more(page, len(page["items"]) >= ex.page_size):
                 return
             offset += ex.page_size
             if offset >= ex.result_cap:
@@ -411,11 +439,12 @@ class KeysetPaging(PagingStrategy):
         while True:
             items = page["items"]
             if not items:
-                if int(page.get("totalResults", 0)) > 0:
-                    raise _empty_page_error(0, int(page["totalResults"]), " of a key-ordered page")
+                total = page_total(page)
+                if total:
+                    raise _empty_page_error(0, total, " of a key-ordered page")
                 return
             yield items
-            if not page.get("hasMore", len(items) >= ex.page_size):
+            if not has_more(page, len(items) >= ex.page_size):
                 return
             page = self._page_after(items[-1])
 
@@ -468,7 +497,7 @@ class KeyRangePartitions(PagingStrategy):
         offset = 0
         while True:
             page = ex.fetch(query, [*ex.params, str(start), str(stop)], offset)
-            total = int(page.get("totalResults", 0))
+            total = page_total(page) or 0
             if offset == 0 and total > ex.result_cap and stop - start > 1:
                 return self._halves(query, start, stop)
             items = page["items"]
@@ -478,7 +507,7 @@ class KeyRangePartitions(PagingStrategy):
                 return pages
             pages.append(items)
             offset += ex.page_size
-            if not page.get("hasMore", len(items) >= ex.page_size):
+            if not has_more(page, len(items) >= ex.page_size):
                 return pages
             if offset >= ex.result_cap:
                 # Without totalResults the range's size shows only here: start over in two halves.
@@ -646,8 +675,8 @@ class SuiteQLExtract:
         ex = self._extract
         first = self._fetch_first_page()
         items = first["items"]
-        # totalResults is documented, but an answer without it is paged one page after another.
-        total = int(first["totalResults"]) if "totalResults" in first else None
+        # totalResults is documented, but an answer without it (or with null) is paged page after page.
+        total = page_total(first)
         if items:
             self._check_keys_selected(items)
         elif total:

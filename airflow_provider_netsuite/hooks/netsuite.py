@@ -12,7 +12,7 @@ from airflow.sdk.log import mask_secret
 from airflow_provider_netsuite.core.client import NetSuiteClient
 from airflow_provider_netsuite.core.config import ConnectionConfig
 from airflow_provider_netsuite.core.errors import NetSuiteError
-from airflow_provider_netsuite.core.suiteql import SuiteQLExtract
+from airflow_provider_netsuite.core.suiteql import SuiteQLExtract, page_total
 
 PROBE_QUERY = "SELECT id FROM customer WHERE ROWNUM <= 1"
 
@@ -98,7 +98,9 @@ class NetSuiteHook(BaseHook):
         except Exception as error:  # the UI shows the message; a crash would hide it
             return False, f"{type(error).__name__}: {error}"
         # The probe selects at most one row: it shows whether customers are readable, not how many exist.
-        visible = "customer records visible" if page.get("totalResults") else "no customer records visible"
+        # NetSuite may leave totalResults out (or send null); the row itself then tells.
+        rows = page_total(page) or len(page.get("items") or [])
+        visible = "customer records visible" if rows else "no customer records visible"
         return True, (
             f"Authenticated to NetSuite account {self.config.account.account_id} with "
             f"{self.config.auth_type} and ran a SuiteQL probe ({visible} to this role)."

@@ -19,10 +19,11 @@ class NetSuiteSuiteQLSensor(BaseSensorOperator):
     """
     Wait until a SuiteQL query returns at least ``min_rows`` results, or a count column reaches a threshold.
 
-    Each check is one SuiteQL request for one row (``limit=1``): in row mode the sensor reads the page's
-    ``totalResults``; in count mode (``count_column`` set) it reads that column of the first row, so a
-    ``SELECT COUNT(*) AS n FROM ...`` query waits until ``n >= threshold``. The value seen last is returned
-    (XCom).
+    Each check asks SuiteQL for one row (``limit=1``). In row mode the sensor reads the page's
+    ``totalResults``; when NetSuite leaves it out or sends null, it counts rows instead, asking for
+    ``min(min_rows, 1000)`` rows a page until ``min_rows`` are seen. In count mode (``count_column`` set) it
+    reads that column of the first row, so a ``SELECT COUNT(*) AS n FROM ...`` query waits until
+    ``n >= threshold``. The value seen last is returned (XCom).
 
     With ``deferrable=True`` the sensor checks once and, if the condition does not hold yet, hands the
     waiting to :class:`~airflow_provider_netsuite.triggers.suiteql.NetSuiteSuiteQLTrigger` in the

@@ -11,13 +11,17 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_netsuite.core.suiteql import MAX_PAGE_SIZE, RESULT_CAP, has_more, page_total
+
 
 @dataclass(frozen=True)
 class SuiteQLCondition:
-    """A SuiteQL condition checked with one cheap request (``limit=1``).
+    """A SuiteQL condition checked with a cheap request (``limit=1``).
 
     Without ``count_column`` the condition is "the query has at least ``min_rows`` results", read from the
-    page's ``totalResults``. With ``count_column`` the query should return one row, such as
+    page's ``totalResults``. When NetSuite leaves ``totalResults`` out (or sends null), the rows themselves
+    are counted: pages of ``min(min_rows, 1000)`` rows are fetched until ``min_rows`` rows were seen or the
+    result ends. With ``count_column`` the query should return one row, such as
     ``SELECT COUNT(*) AS n FROM ...``, and the condition is "its value is at least ``threshold``". The page
     read in both cases::
 
@@ -49,10 +53,30 @@ class SuiteQLCondition:
         """
         page = client.suiteql_page(self.query, params=list(self.params) or None, limit=1)
         if not self.count_column:
-            rows = int(page.get("totalResults", len(page.get("items") or [])))
+            rows = page_total(page)
+            if rows is None:
+                rows = self._count_rows(client, page)
             return rows >= self.min_rows, rows
         value = self._count_value(page.get("items") or [])
         return value >= self.threshold, value
+
+    def _count_rows(self, client: Any, first: dict[str, Any]) -> int:
+        """Count the result's rows, up to ``min_rows``, for a page that gave no ``totalResults``."""
+        items = first.get("items") or []
+        if self.min_rows <= 1 or not items or not has_more(first, True):
+            return len(items)
+        limit = min(self.min_rows, MAX_PAGE_SIZE)
+        rows, offset = 0, 0
+        while rows < self.min_rows and offset < RESULT_CAP:
+            page = client.suiteql_page(
+                self.query, params=list(self.params) or None, limit=limit, offset=offset
+            )
+            items = page.get("items") or []
+            rows += len(items)
+            offset += limit
+            if len(items) < limit or not has_more(page, True):
+                break
+        return rows
 
     def _count_value(self, items: list[dict[str, Any]]) -> int | float:
         if not items:
