@@ -1,16 +1,26 @@
 """Extracts, the sensor condition and the connection test with pages NetSuite may shape differently.
 
-``totalResults`` missing, null or not a number; ``hasMore`` null; an empty page that says ``hasMore``.
+``totalResults`` missing, null or not a number; ``hasMore`` null; an empty page that says ``hasMore``; and
+columns that first appear on a late page (NetSuite leaves null values out of a row).
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
+import tracemalloc
+from datetime import datetime
+from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from airflow_provider_netsuite.core.suiteql import SuiteQLExtract, SuiteQLExtractError, page_total
+from airflow_provider_netsuite.core.writers import CsvWriter, JsonlWriter, ParquetWriter
 from airflow_provider_netsuite.triggers.suiteql import SuiteQLCondition
 
 try:
@@ -192,3 +202,136 @@ def test_connection_test_counts_items_without_a_total(page, visible):
     assert ok
     assert ("no customer records visible" not in message) is visible
     assert "customer records visible" in message
+
+
+# -- columns that first appear on a later page ------------------------------------------------------------
+
+
+def write(writer_class, pages, **options) -> bytes:
+    buffer = io.BytesIO()
+    writer = writer_class(buffer, **options)
+    for page in pages:
+        writer.write_page(page)
+    writer.close()
+    assert writer.bytes_written == len(buffer.getvalue())
+    return buffer.getvalue()
+
+
+SPARSE = [
+    [{"links": [], "id": "1", "companyname": "Acme"}, {"links": [], "id": "2", "companyname": 'a\r\n"b"'}],
+    [{"links": [], "id": "3", "companyname": "Beta", "balance": "12.50"}],
+    [{"links": [], "id": "4", "memo": 'late, "quoted"\nline'}, {"links": [], "id": "5"}],
+]
+
+
+def csv_rows(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_csv_column_first_seen_on_a_later_page_joins_the_header(compression):
+    data = write(CsvWriter, SPARSE, compression=compression)
+    rows = csv_rows(gzip.decompress(data) if compression else data)
+
+    assert rows == [
+        ["id", "companyname", "balance", "memo"],
+        ["1", "Acme", "", ""],
+        ["2", 'a\r\n"b"', "", ""],
+        ["3", "Beta", "12.50", ""],
+        ["4", "", "", 'late, "quoted"\nline'],
+        ["5", "", "", ""],
+    ]
+
+
+def test_csv_single_column_rows_with_empty_values_are_padded():
+    data = write(CsvWriter, [[{"a": ""}, {"a": None}], [{"a": "x", "b": "y"}]])
+    assert csv_rows(data) == [["a", "b"], ["", ""], ["", ""], ["x", "y"]]
+
+
+def test_csv_with_given_columns_streams_and_leaves_other_keys_out():
+    data = write(CsvWriter, SPARSE, columns=["id", "memo"])
+    assert csv_rows(data) == [
+        ["id", "memo"],
+        ["1", ""],
+        ["2", ""],
+        ["3", ""],
+        ["4", 'late, "quoted"\nline'],
+        ["5", ""],
+    ]
+
+
+def test_csv_without_rows_writes_nothing_and_typed_values_keep_their_text():
+    assert write(CsvWriter, [[]]) == b""
+    typed = [[{"n": Decimal("12.50"), "ok": True}], [{"n": Decimal("1"), "at": datetime(2026, 1, 5, 10)}]]
+    assert csv_rows(write(CsvWriter, typed)) == [
+        ["n", "ok", "at"],
+        ["12.50", "True", ""],
+        ["1", "", "2026-01-05 10:00:00"],
+    ]
+
+
+def test_csv_spools_to_disk_not_memory():
+    def pages():
+        for start in range(0, 100_000, 1_000):
+            late = {"balance": "1.00"} if start >= 99_000 else {}
+            yield [
+                {"links": [], "id": str(n), "companyname": f"Company {n:08d}", **late}
+                for n in range(start, start + 1_000)
+            ]
+
+    buffer = io.BytesIO()
+    writer = CsvWriter(buffer)
+    tracemalloc.start()
+    try:
+        for page in pages():
+            writer.write_page(page)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    writer.close()
+
+    assert peak < 2_000_000  # 100,000 rows are about 3 MB of CSV
+    rows = csv_rows(buffer.getvalue())
+    assert len(rows) == 100_001
+    assert rows[0] == ["id", "companyname", "balance"]
+    assert rows[1] == ["0", "Company 00000000", ""]
+    assert rows[-1] == ["99999", "Company 00099999", "1.00"]
+
+
+def test_parquet_column_first_seen_in_a_later_row_group_is_added():
+    pages = [
+        [{"links": [], "id": 1, "name": "Acme"}, {"links": [], "id": 2, "name": "Beta"}],
+        [{"links": [], "id": 3, "amount": Decimal("12.50")}, {"links": [], "id": 4, "name": "D"}],
+        [{"links": [], "id": 5, "flag": True}],
+    ]
+    data = write(ParquetWriter, pages, row_group_rows=2)
+    table = pq.read_table(io.BytesIO(data))
+
+    assert pq.ParquetFile(io.BytesIO(data)).num_row_groups == 3
+    assert table.column_names == ["id", "name", "amount", "flag"]
+    assert table.schema.field("id").type == pa.int64()
+    assert table.schema.field("amount").type == pa.decimal128(38, 2)
+    assert table.schema.field("flag").type == pa.bool_()
+    assert table.column("amount").to_pylist() == [None, None, Decimal("12.50"), None, None]
+    assert table.column("name").to_pylist() == ["Acme", "Beta", None, "D", None]
+    assert table.column("flag").to_pylist() == [None, None, None, None, True]
+
+
+def test_parquet_without_late_columns_is_written_as_before():
+    pages = [[{"links": [], "id": "1", "code": "A"}], [{"links": [], "id": "2"}]]
+    data = write(ParquetWriter, pages, row_group_rows=1)
+    table = pq.read_table(io.BytesIO(data))
+    assert pq.ParquetFile(io.BytesIO(data)).num_row_groups == 2
+    assert table.to_pylist() == [{"id": "1", "code": "A"}, {"id": "2", "code": None}]
+
+
+def test_parquet_with_given_columns_leaves_other_keys_out():
+    pages = [[{"id": "1"}], [{"id": "2", "memo": "late", "other": "x"}]]
+    table = pq.read_table(io.BytesIO(write(ParquetWriter, pages, row_group_rows=1, columns=["id", "memo"])))
+    assert table.to_pylist() == [{"id": "1", "memo": None}, {"id": "2", "memo": "late"}]
+
+
+def test_jsonl_writes_late_keys_as_they_come():
+    data = write(JsonlWriter, SPARSE)
+    assert data.count(b"\n") == 5
+    assert b'"memo":"late, \\"quoted\\"\\nline"' in data
