@@ -471,7 +471,7 @@ def written_record_id(response: requests.Response) -> str | None:
     """Return the internal ID of a written record: from ``Location``, else from a JSON body's ``id``.
 
     NetSuite answers a write with 204 and ``Location``; an answer of 200 or 201 with the record as JSON
-    (documented for some sublist examples) is read too.
+    (documented for some sublist examples) is read too. Any other body (text, HTML, empty) gives ``None``.
     """
     found = internal_id_from_location(response.headers.get("Location"))
     if found is not None or not response.content:
@@ -993,17 +993,11 @@ class RecordWriter:
     def send(self, prepared: PreparedRecord) -> requests.Response:
         """Send one record; a create is never repeated by the client after a 5xx or broken connection.
 
-        NetSuite answers a write with 204 and no body; a 2xx whose body is not complete JSON (an HTML page
-        or an answer cut short) is not taken as success.
+        NetSuite answers a write with 204 and no body, sometimes 201; any 2xx is success whatever its body
+        (JSON, text, HTML or none), and the record ID is read from it where it can be.
         """
         extra = {"retry_transient": False} if self.mode == "create" else {}
-        return self.call(
-            _METHODS[self.mode],
-            self.record_path(prepared.key),
-            data=prepared.payload,
-            expect_json=True,
-            **extra,
-        )
+        return self.call(_METHODS[self.mode], self.record_path(prepared.key), data=prepared.payload, **extra)
 
     def get_json(self, path: str, retry_transient: bool = True) -> dict[str, Any]:
         """GET a JSON object (asynchronous job, task or result).
