@@ -881,8 +881,9 @@ class RecordWriter:
     :param mode: ``upsert`` (``PUT .../eid:<externalId>``), ``create`` (``POST``) or ``update``
         (``PATCH .../<internalId>``).
     :param external_id_field: the input field that holds the external ID. In upsert mode it goes into the
-        URL and an ``externalId`` key is dropped from the body (the URL is authoritative); in create mode
-        it is sent as the body's ``externalId``. Other fields are sent unchanged.
+        URL, and that field, an ``externalId`` key and a read-only ``id`` are dropped from the body (the URL
+        is authoritative); in create mode it is sent as the body's ``externalId``. Other fields are sent
+        unchanged.
     :param id_field: the input field that holds the internal ID (update mode); an ``id`` key is dropped
         from the body because NetSuite treats it as read-only.
     :param replace: sublists to replace instead of merge (``?replace=item,addressbook``).
@@ -1031,7 +1032,8 @@ class RecordWriter:
             if record.get(self.external_id_field) in (None, ""):
                 raise Refused(f"the external ID field {self.external_id_field!r} is missing or empty")
             key = check_external_id(record[self.external_id_field])
-            body.pop("externalId", None)
+            for name in ("externalId", self.external_id_field, "id"):
+                body.pop(name, None)
         elif self.mode == "create":
             if record.get(self.external_id_field) not in (None, ""):
                 key = check_external_id(record[self.external_id_field])

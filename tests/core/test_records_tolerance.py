@@ -1,4 +1,6 @@
-"""Record writes with answers NetSuite allows: 2xx bodies that are not JSON."""
+"""Record writes with answers and bodies NetSuite allows: 2xx bodies that are not JSON, and upsert bodies
+that carry the external ID or a read-only ``id``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from fake_record_service import FakeRecordService
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
@@ -111,3 +114,29 @@ def test_written_record_id_reads_location_then_a_json_body():
     assert written_record_id(response(b'{"id": "2"}', {})) == "2"
     assert written_record_id(response(b"[1, 2]", {})) is None
     assert written_record_id(response(b"<html/>", {})) is None
+
+
+# -- upsert bodies ---------------------------------------------------------------------------------------
+
+
+def test_upsert_drops_the_external_id_field_and_a_read_only_id(tmp_path):
+    fake = FakeRecordService()
+    record = {"ext_id": "CUST-1", "id": "5", "externalId": "CUST-1", "companyName": "Acme"}
+
+    result = writer(fake, tmp_path, external_id_field="ext_id").write([record])
+
+    assert result.succeeded == 1
+    [call] = fake.calls
+    assert call.path == "/services/rest/record/v1/customer/eid:CUST-1"
+    assert call.body() == {"companyName": "Acme"}
+
+
+def test_batch_upsert_item_carries_the_external_id_once(tmp_path):
+    fake = FakeRecordService()
+    record = {"ext_id": "CUST-1", "id": "5", "companyName": "Acme"}
+
+    result = writer(fake, tmp_path, external_id_field="ext_id", batch=True).write([record])
+
+    assert result.succeeded == 1
+    [submit] = fake.write_calls()
+    assert submit.body()["items"] == [{"companyName": "Acme", "externalId": "CUST-1"}]
