@@ -2,7 +2,8 @@
 
 A NetSuite access token lives 3600 s. Every hook and client in a process shares :data:`PROCESS_TOKEN_CACHE`,
 so a token is minted once per connection and refreshed a margin before it expires. When many threads need a
-token at the same moment, exactly one of them mints it (single flight); the others wait and reuse it.
+token at the same moment, exactly one of them mints it (single flight); the others wait and reuse it, or,
+when minting failed, receive the same error instead of asking the token endpoint again.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from airflow_provider_netsuite.core.errors import NetSuiteConfigError
 
 DEFAULT_REFRESH_MARGIN = 300.0
+FAILED_MINT_MEMORY = 5.0
 
 
 @dataclass(frozen=True)
@@ -75,10 +77,16 @@ class TokenCacheKey(NamedTuple):
 
 
 class TokenCache:
-    """Cache access tokens in memory, minting each one once even when many threads ask together."""
+    """Cache access tokens in memory, minting each one once even when many threads ask together.
 
-    def __init__(self) -> None:
+    :param failure_memory: seconds a failed mint is remembered per key: the threads that were waiting for
+        it, and any caller in that time, get the same error instead of each asking the token endpoint again.
+    """
+
+    def __init__(self, failure_memory: float = FAILED_MINT_MEMORY) -> None:
+        self.failure_memory = failure_memory
         self._tokens: dict[Hashable, AccessToken] = {}
+        self._failures: dict[Hashable, tuple[float, Exception]] = {}
         self._locks: dict[Hashable, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -96,7 +104,8 @@ class TokenCache:
     ) -> AccessToken:
         """Return the cached token for ``key``, or mint one if it is missing or within ``margin_s`` of expiry.
 
-        :param mint: called at most once at a time per key; its exceptions propagate to the caller.
+        :param mint: called at most once at a time per key; its exceptions propagate to the caller, and to
+            every caller for ``failure_memory`` seconds after.
         """
         token = self.peek(key)
         if token is not None and token.is_fresh(margin_s):
@@ -105,10 +114,33 @@ class TokenCache:
             token = self.peek(key)  # another thread may have minted while this one waited
             if token is not None and token.is_fresh(margin_s):
                 return token
+            failure = self._recent_failure(key)
+            if failure is not None:
+                raise failure  # a mint failed moments ago, likely the one this thread waited for
+            return self._mint(key, mint)
+
+    def _mint(self, key: Hashable, mint: Callable[[], AccessToken]) -> AccessToken:
+        try:
             token = mint()
+        except Exception as error:
             with self._guard:
-                self._tokens[key] = token
-            return token
+                self._failures[key] = (time.monotonic(), error)
+            raise
+        with self._guard:
+            self._tokens[key] = token
+            self._failures.pop(key, None)
+        return token
+
+    def _recent_failure(self, key: Hashable) -> Exception | None:
+        with self._guard:
+            failure = self._failures.get(key)
+            if failure is None:
+                return None
+            failed_at, error = failure
+            if time.monotonic() - failed_at > self.failure_memory:
+                del self._failures[key]
+                return None
+            return error
 
     def invalidate(self, key: Hashable, token: AccessToken | None = None) -> bool:
         """Drop the cached token for ``key`` if it is still ``token``; return whether it was dropped.
@@ -123,9 +155,10 @@ class TokenCache:
             return True
 
     def clear(self) -> None:
-        """Forget every cached token."""
+        """Forget every cached token and every remembered failure."""
         with self._guard:
             self._tokens.clear()
+            self._failures.clear()
 
 
 PROCESS_TOKEN_CACHE = TokenCache()

@@ -110,13 +110,14 @@ def test_keys_are_separate():
 
 
 def test_mint_failure_propagates_and_next_call_retries():
-    cache = TokenCache()
+    cache = TokenCache(failure_memory=0.05)
 
     def failing() -> AccessToken:
         raise RuntimeError("token endpoint down")
 
     with pytest.raises(RuntimeError):
         cache.get(KEY, failing)
+    time.sleep(0.1)  # the failure is remembered only briefly
     assert cache.get(KEY, Minter(delay=0)).value == "token-1"
 
 

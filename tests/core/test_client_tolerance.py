@@ -1,0 +1,110 @@
+"""NetSuiteClient with answers NetSuite or what sits in front of it may give: retried assertions, pages that
+are not pages, concurrency refusals that are not 429, odd token answers and scopes, Retry-After budgets,
+and token endpoint failures seen by many threads at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import requests
+from cryptography import x509
+
+from airflow_provider_netsuite.core.client import NetSuiteClient
+from airflow_provider_netsuite.core.config import ConnectionConfig
+from airflow_provider_netsuite.core.errors import NetSuiteTokenError
+from airflow_provider_netsuite.core.tokens import AccessToken, TokenCache
+from tests.conftest import CLIENT_ID
+
+try:
+    from tests.core.test_client import CERT_ID, FakeNetSuite
+except ImportError:  # tests/ is not a package: pytest put this directory on sys.path instead
+    from test_client import CERT_ID, FakeNetSuite
+
+
+@pytest.fixture
+def extra(rsa_keypair) -> dict:
+    return {
+        "account_id": "1234567-sb1",
+        "client_id": CLIENT_ID,
+        "certificate_id": CERT_ID,
+        "private_key": rsa_keypair.private_key,
+    }
+
+
+@pytest.fixture
+def config(extra) -> ConnectionConfig:
+    return ConnectionConfig.from_extra(extra)
+
+
+@pytest.fixture
+def fake(rsa_keypair) -> FakeNetSuite:
+    return FakeNetSuite(x509.load_pem_x509_certificate(rsa_keypair.cert_path.read_bytes()).public_key())
+
+
+# --- A failed mint is shared with the threads waiting for it -----------------------------------------
+
+
+def test_threads_waiting_for_a_failed_mint_do_not_mint_again():
+    cache, calls, errors = TokenCache(), [], []
+    barrier = threading.Barrier(10)
+
+    def failing_mint() -> AccessToken:
+        calls.append(1)
+        time.sleep(0.1)
+        raise NetSuiteTokenError("refused", error="invalid_grant", status=400)
+
+    def work() -> None:
+        barrier.wait()
+        try:
+            cache.get("key", failing_mint)
+        except NetSuiteTokenError as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert len(errors) == 10
+
+
+def test_twenty_clients_seeing_invalid_grant_send_one_token_request(config, fake):
+    fake.token_script.extend([(400, {"error": "invalid_grant"})] * 20)
+    cache, errors, session = TokenCache(), [], requests.Session()
+    session.mount("https://", fake)
+    clients = [NetSuiteClient(config, session=session, token_cache=cache) for _ in range(20)]
+    barrier = threading.Barrier(20)
+
+    def work(client: NetSuiteClient) -> None:
+        barrier.wait()
+        try:
+            client.request("GET", "/x")
+        except NetSuiteTokenError as error:
+            errors.append(error.error)
+
+    threads = [threading.Thread(target=work, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == ["invalid_grant"] * 20
+    assert len(fake.token_requests) == 1
+
+
+def test_a_failed_mint_is_forgotten_after_a_few_seconds(monkeypatch):
+    cache, now = TokenCache(), [1000.0]
+    monkeypatch.setattr("airflow_provider_netsuite.core.tokens.time.monotonic", lambda: now[0])
+
+    def failing() -> AccessToken:
+        raise RuntimeError("token endpoint down")
+
+    with pytest.raises(RuntimeError):
+        cache.get("key", failing)
+    with pytest.raises(RuntimeError):
+        cache.get("key", lambda: AccessToken("not-asked", time.time() + 3600))  # still remembered
+    now[0] += cache.failure_memory + 0.1
+    assert cache.get("key", lambda: AccessToken("fresh", time.time() + 3600)).value == "fresh"
