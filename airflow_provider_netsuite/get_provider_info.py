@@ -19,10 +19,19 @@ _PLACEHOLDERS = {
 }
 
 
-def _text(label: str, description: str, *, secret: bool = False, required: bool = False) -> dict[str, Any]:
+def _text(
+    label: str,
+    description: str,
+    *,
+    secret: bool = False,
+    required: bool = False,
+    default: str | None = None,
+) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string" if required else ["string", "null"]}
     if secret:
         schema["format"] = "password"
+    if default is not None:
+        schema["default"] = default
     return {"label": label, "schema": schema, "description": description}
 
 
@@ -62,8 +71,11 @@ def _conn_fields() -> dict[str, Any]:
             "Private key file",
             "Instead of the PEM text: a path on the workers, like /opt/airflow/netsuite.pem.",
         ),
+        # Filled in by default: an empty scopes field is refused rather than silently defaulted.
         "scopes": _text(
-            "Scopes", "Comma-separated, like rest_webservices,restlets; rest_webservices when empty."
+            "Scopes",
+            "Comma-separated, like rest_webservices,restlets; at least one is required.",
+            default="rest_webservices",
         ),
         "consumer_secret": _text("Consumer secret (TBA)", "Token-Based Authentication only.", secret=True),
         "token_id": _text("Token ID (TBA)", "Token-Based Authentication only.", secret=True),

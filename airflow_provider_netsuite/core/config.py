@@ -29,6 +29,9 @@ MAX_VALUE_CHARS = 64 * 1024
 MAX_TIMEOUT = 900  # NetSuite ends requests that run longer than 15 minutes
 _IDENTIFIER = re.compile(r"^[\x21-\x7e]{1,256}$")  # printable ASCII, no spaces
 _SCOPE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_SCOPE_SEPARATORS = re.compile(r"[,\s]+")
+# Extras where a present but blank value is a mistake to report, not "not set".
+_BLANK_IS_AN_ERROR = frozenset({"scopes"})
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -48,8 +51,12 @@ def _parse_extra(extra: Mapping[str, Any] | str | None) -> dict[str, Any]:
 
 
 def _blank_to_none(values: dict[str, Any]) -> dict[str, Any]:
-    # The connection form sends every untouched field as an empty string: treat those as "not set".
-    return {k: (None if isinstance(v, str) and not v.strip() else v) for k, v in values.items()}
+    # The connection form sends every untouched field as an empty string: treat those as "not set". An empty
+    # scope is refused instead (the form gives the scopes field a default, so it is never left blank).
+    return {
+        k: (None if isinstance(v, str) and not v.strip() and k not in _BLANK_IS_AN_ERROR else v)
+        for k, v in values.items()
+    }
 
 
 class _Extras:
@@ -118,6 +125,10 @@ class _Extras:
         raise NetSuiteConfigError("must be true or false.", field=name)
 
     def scopes(self) -> tuple[str, ...]:
+        """Return the scopes: a list, a JSON list, or names separated by commas or spaces.
+
+        Absent (or null) means ``rest_webservices``; present but empty is refused.
+        """
         value = self.values.get("scopes")
         if value is None:
             return DEFAULT_SCOPES
@@ -127,15 +138,20 @@ class _Extras:
             except ValueError:
                 raise NetSuiteConfigError("is not a valid JSON list.", field="scopes") from None
         if isinstance(value, str):
-            value = value.split(",")
+            value = _SCOPE_SEPARATORS.split(value)
         if not isinstance(value, (list, tuple)) or not all(isinstance(s, str) for s in value):
             raise NetSuiteConfigError(
-                "must be a list of scope names or a comma-separated string, e.g. rest_webservices,restlets.",
+                "must be a list of scope names or a string of names separated by commas or spaces, e.g. "
+                "rest_webservices,restlets.",
                 field="scopes",
             )
         scopes = tuple(dict.fromkeys(s.strip() for s in value if s.strip()))
         if not scopes:
-            raise NetSuiteConfigError("must name at least one scope, e.g. rest_webservices.", field="scopes")
+            raise NetSuiteConfigError(
+                "is empty: name at least one scope, e.g. rest_webservices (or leave scopes out for that "
+                "default).",
+                field="scopes",
+            )
         for scope in scopes:
             if not _SCOPE.fullmatch(scope):
                 raise NetSuiteConfigError(

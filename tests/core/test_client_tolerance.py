@@ -14,8 +14,12 @@ from cryptography import x509
 
 from airflow_provider_netsuite.core.client import NetSuiteClient
 from airflow_provider_netsuite.core.config import ConnectionConfig
-from airflow_provider_netsuite.core.errors import NetSuiteTokenError
+from airflow_provider_netsuite.core.errors import (
+    NetSuiteConfigError,
+    NetSuiteTokenError,
+)
 from airflow_provider_netsuite.core.tokens import AccessToken, TokenCache
+from airflow_provider_netsuite.get_provider_info import get_provider_info
 from tests.conftest import CLIENT_ID
 
 try:
@@ -42,6 +46,38 @@ def config(extra) -> ConnectionConfig:
 @pytest.fixture
 def fake(rsa_keypair) -> FakeNetSuite:
     return FakeNetSuite(x509.load_pem_x509_certificate(rsa_keypair.cert_path.read_bytes()).public_key())
+
+
+# --- Scopes present but blank, or separated by spaces ------------------------------------------------
+
+
+@pytest.mark.parametrize("scopes", ["", "  ", ",", " , ,", "\t"])
+def test_blank_scopes_are_refused_naming_the_field(extra, scopes):
+    extra["scopes"] = scopes
+    with pytest.raises(NetSuiteConfigError) as info:
+        ConnectionConfig.from_extra(extra)
+    assert info.value.field == "scopes"
+    assert str(info.value).startswith("scopes:")
+
+
+def test_absent_or_null_scopes_default_to_rest_webservices(extra):
+    assert ConnectionConfig.from_extra(extra).scopes == ("rest_webservices",)
+    assert ConnectionConfig.from_extra({**extra, "scopes": None}).scopes == ("rest_webservices",)
+
+
+@pytest.mark.parametrize(
+    "scopes", ["rest_webservices restlets", "rest_webservices  restlets\n", "rest_webservices, restlets"]
+)
+def test_scopes_separated_by_spaces_or_commas(extra, scopes):
+    extra["scopes"] = scopes
+    assert ConnectionConfig.from_extra(extra).scopes == ("rest_webservices", "restlets")
+
+
+def test_the_form_fills_scopes_so_an_untouched_field_works(extra):
+    field = get_provider_info()["connection-types"][0]["conn-fields"]["scopes"]
+    assert field["schema"]["default"] == "rest_webservices"
+    extra["scopes"] = field["schema"]["default"]
+    assert ConnectionConfig.from_extra(extra).scopes == ("rest_webservices",)
 
 
 # --- A failed mint is shared with the threads waiting for it -----------------------------------------

@@ -47,9 +47,9 @@ def test_extra_as_json_string(extra):
 
 
 def test_blank_strings_mean_not_set(extra):
+    # Not scopes: an empty scope is refused, and the connection form fills that field by default.
     extra.update(
         {
-            "scopes": "",
             "base_url": " ",
             "timezone": "",
             "algorithm": "",
@@ -75,6 +75,7 @@ def test_blank_strings_mean_not_set(extra):
         ("rest_webservices, restlets", ("rest_webservices", "restlets")),
         ('["restlets"]', ("restlets",)),
         ("rest_webservices,rest_webservices", ("rest_webservices",)),
+        ("rest_webservices restlets", ("rest_webservices", "restlets")),
     ],
 )
 def test_scope_forms(extra, scopes, expected):
@@ -82,7 +83,9 @@ def test_scope_forms(extra, scopes, expected):
     assert ConnectionConfig.from_extra(extra).scopes == expected
 
 
-@pytest.mark.parametrize("scopes", [[], ",", " , ", 5, [1], "rest webservices", {"a": 1}, "[oops"])
+@pytest.mark.parametrize(
+    "scopes", [[], "", " ", ",", " , ", 5, [1], "rest-webservices", ["rest webservices"], {"a": 1}, "[oops"]
+)
 def test_bad_scopes(extra, scopes):
     extra["scopes"] = scopes
     assert _field_error(extra) == "scopes"
