@@ -7,8 +7,10 @@ Each scheme is one ``requests.auth.AuthBase``: the client attaches it to every r
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +45,9 @@ SecretMasker = Callable[[str], None]
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEFAULT_EXPIRES_IN = 3600
 TOKEN_ENDPOINT_ATTEMPTS = 4
+# Most random seconds added to a token endpoint's Retry-After, so waiting workers do not retry in step.
+TOKEN_RETRY_AFTER_JITTER = 1.0
+_TOKEN_BACKOFF = wait_random_exponential(multiplier=0.5, max=10)
 _DESCRIPTION_CHARS = 300
 
 _CHECK_MAPPING = (
@@ -121,6 +126,25 @@ class _TransientTokenFailure(Exception):
         super().__init__(reason)
         self.status = status
         self.html = html
+        self.retry_after: float | None = None  # seconds the answer's Retry-After asked to wait
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Return the seconds a ``Retry-After`` header asks to wait (delta seconds or HTTP date), else None."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _quiet_oauth_debug_logs() -> None:
@@ -141,7 +165,8 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
 
     Tokens are cached process-wide (and across processes with ``token_cache_dir``) and refreshed
     ``token_refresh_margin`` seconds before expiry. Token endpoint refusals are configuration problems and
-    are never retried; network errors and 5xx answers are retried a few times.
+    are never retried; network errors, 429 and 5xx answers are retried a few times, each attempt with a
+    newly signed client assertion, waiting ``Retry-After`` when the answer gives one.
 
     :param config: a validated connection configuration using ``oauth2_client_credentials``.
     :param session: session used to call the token endpoint.
@@ -232,6 +257,35 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
 
     def _mint(self) -> AccessToken:
         token_url = self.config.token_url
+        retrying = Retrying(
+            stop=stop_after_attempt(TOKEN_ENDPOINT_ATTEMPTS),
+            wait=self._wait,
+            retry=retry_if_exception_type(_TransientTokenFailure),
+            before_sleep=self._log_retry,
+            sleep=self.sleep,
+            reraise=True,
+        )
+        try:
+            response = retrying(self._request_token, token_url)
+        except _TransientTokenFailure as exc:
+            raise self._unavailable_error(token_url, exc) from None
+
+        token = self._parse_success(response)
+        self.secret_masker(token.value)
+        self.mints += 1
+        log.info(
+            "Minted a NetSuite access token for account %s, client ID %s, certificate ID %s; expires at %s",
+            self.config.account_id,
+            self.config.client_id,
+            self.config.certificate_id,
+            dt.datetime.fromtimestamp(token.expires_at, dt.timezone.utc).isoformat(timespec="seconds"),
+        )
+        return token
+
+    def _request_token(self, token_url: str) -> requests.Response:
+        # Each attempt signs a new assertion (new jti, iat and exp): a server that refuses a replayed jti
+        # must not turn a transient failure into invalid_grant, and the assertion's window must not run
+        # down while the retries wait.
         assertion = build_client_assertion(
             self.config.signing_key,
             client_id=self.config.client_id or "",
@@ -247,30 +301,14 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
             "client_assertion_type": ASSERTION_TYPE,
             "client_assertion": assertion,
         }
+        return self._post(token_url, form)
 
-        retrying = Retrying(
-            stop=stop_after_attempt(TOKEN_ENDPOINT_ATTEMPTS),
-            wait=wait_random_exponential(multiplier=0.5, max=10),
-            retry=retry_if_exception_type(_TransientTokenFailure),
-            before_sleep=self._log_retry,
-            sleep=self.sleep,
-            reraise=True,
-        )
-        try:
-            response = retrying(self._post, token_url, form)
-        except _TransientTokenFailure as exc:
-            raise self._unavailable_error(token_url, exc) from None
-        token = self._parse_success(response)
-        self.secret_masker(token.value)
-        self.mints += 1
-        log.info(
-            "Minted a NetSuite access token for account %s, client ID %s, certificate ID %s; expires at %s",
-            self.config.account_id,
-            self.config.client_id,
-            self.config.certificate_id,
-            dt.datetime.fromtimestamp(token.expires_at, dt.timezone.utc).isoformat(timespec="seconds"),
-        )
-        return token
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is None:
+            return _TOKEN_BACKOFF(state)
+        return min(retry_after, self.config.max_retry_wait) + random.uniform(0, TOKEN_RETRY_AFTER_JITTER)
 
     def _post(self, token_url: str, form: dict[str, str]) -> requests.Response:
         try:
@@ -302,7 +340,7 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
         if body is None:
             raise self._token_error(response)
         value = body.get("access_token")
-        token_type = body.get("token_type", "Bearer")
+        token_type = body.get("token_type") or "Bearer"  # missing or null: NetSuite only issues bearer tokens
         if not isinstance(value, str) or not value or str(token_type).lower() != "bearer":
             raise self._build_error(
                 "invalid_response", response.status_code, "the answer has no bearer access_token"
@@ -350,6 +388,11 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
 
     def _unavailable_error(self, token_url: str, last: _TransientTokenFailure) -> NetSuiteTokenError:
         advice = "It may be down or unreachable from this host; try again later."
+        if last.status == 429:
+            advice = (
+                "It refused the requests with 429: the account's concurrency limit (shared by every "
+                "integration) or a rate limit was exceeded; lower max_concurrency or try again later."
+            )
         if last.html:
             advice += " If it keeps answering with an HTML page, check that: " + "; ".join(
                 CAUSES["html_response"]
@@ -375,7 +418,14 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
 
 
 def _describe_transient(response: requests.Response) -> _TransientTokenFailure:
-    """Say what a 429 or 5xx answer of the token endpoint held, without quoting more than its error."""
+    """Say what a 429 or 5xx answer of the token endpoint held, and how long it asked to wait."""
+    failure = _transient_failure(response)
+    failure.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    return failure
+
+
+def _transient_failure(response: requests.Response) -> _TransientTokenFailure:
+    """Describe a 429 or 5xx answer of the token endpoint without quoting more than its error."""
     status = response.status_code
     body = _json_object(response)
     if body is not None and isinstance(body.get("error"), str):

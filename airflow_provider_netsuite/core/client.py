@@ -8,7 +8,6 @@ Everything else is an error of the request itself and is raised at once.
 
 from __future__ import annotations
 
-import email.utils
 import json as jsonlib
 import logging
 import random
@@ -23,7 +22,12 @@ import requests
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
-from airflow_provider_netsuite.core.auth import ClientCredentialsAuth, SecretMasker, TokenBasedAuth
+from airflow_provider_netsuite.core.auth import (
+    ClientCredentialsAuth,
+    SecretMasker,
+    TokenBasedAuth,
+    parse_retry_after,
+)
 from airflow_provider_netsuite.core.config import ConnectionConfig
 from airflow_provider_netsuite.core.errors import (
     NetSuiteAPIError,
@@ -96,24 +100,6 @@ class _Retryable(Exception):
         self.reason = reason
         self.final = final
         self.retry_after = retry_after
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Return the seconds a ``Retry-After`` header asks to wait (delta seconds or HTTP date), else None."""
-    if not value or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None or when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class NetSuiteClient:

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
+from urllib.parse import parse_qsl
 
+import jwt
 import pytest
 import requests
 from cryptography import x509
 
+from airflow_provider_netsuite.core import assertion as assertion_module
 from airflow_provider_netsuite.core.client import NetSuiteClient
 from airflow_provider_netsuite.core.config import ConnectionConfig
 from airflow_provider_netsuite.core.errors import (
@@ -23,9 +27,9 @@ from airflow_provider_netsuite.get_provider_info import get_provider_info
 from tests.conftest import CLIENT_ID
 
 try:
-    from tests.core.test_client import CERT_ID, FakeNetSuite
+    from tests.core.test_client import CERT_ID, FakeNetSuite, Recorder, _client
 except ImportError:  # tests/ is not a package: pytest put this directory on sys.path instead
-    from test_client import CERT_ID, FakeNetSuite
+    from test_client import CERT_ID, FakeNetSuite, Recorder, _client
 
 
 @pytest.fixture
@@ -46,6 +50,64 @@ def config(extra) -> ConnectionConfig:
 @pytest.fixture
 def fake(rsa_keypair) -> FakeNetSuite:
     return FakeNetSuite(x509.load_pem_x509_certificate(rsa_keypair.cert_path.read_bytes()).public_key())
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+def _assertions(fake: FakeNetSuite) -> list[str]:
+    return [dict(parse_qsl(request.body))["client_assertion"] for request in fake.token_requests]
+
+
+# --- Token endpoint retries sign a new client assertion each time ------------------------------------
+
+
+def test_each_token_attempt_signs_a_new_assertion(config, fake, recorder, monkeypatch):
+    clock = [time.time() - 120]  # in the past, so the fake's check of the last assertion accepts its iat
+    monkeypatch.setattr(assertion_module, "time", SimpleNamespace(time=lambda: clock[0]))
+
+    def sleep(seconds: float) -> None:
+        recorder.sleep(seconds)
+        clock[0] += 5
+
+    fake.token_script.extend([(503, b"<html>busy</html>"), requests.ConnectionError("reset")])
+    client = _client(config, fake, recorder)
+    client.auth.sleep = sleep
+    assert client.request("GET", "/x").status_code == 200
+
+    assertions = _assertions(fake)
+    claims = [jwt.decode(a, options={"verify_signature": False}) for a in assertions]
+    assert len(assertions) == 3
+    assert len({c["jti"] for c in claims}) == 3
+    assert [c["iat"] for c in claims] == sorted({c["iat"] for c in claims})  # each attempt signs anew
+    assert all(c["exp"] - c["iat"] == 300 for c in claims)
+    assert all(a in recorder.masked for a in assertions)
+
+
+# --- Token endpoint answers: token_type null, 429 with Retry-After -----------------------------------
+
+
+def test_token_type_null_counts_as_bearer(config, fake, recorder):
+    fake.token_script.append((200, {"access_token": "tok-null-type", "token_type": None, "expires_in": 3600}))
+    assert _client(config, fake, recorder).auth.token().value == "tok-null-type"
+
+
+def test_token_endpoint_429_honours_retry_after(config, fake, recorder):
+    fake.token_script.append((429, {"error": "too_many_requests"}, {"Retry-After": "7"}))
+    assert _client(config, fake, recorder).request("GET", "/x").status_code == 200
+    assert len(fake.token_requests) == 2
+    assert len(recorder.waits) == 1
+    assert 7.0 <= recorder.waits[0] <= 8.0
+
+
+def test_token_endpoint_429s_end_in_an_error_that_says_concurrency(config, fake, recorder):
+    fake.token_script.extend([(429, {"error": "too_many_requests"}, {"Retry-After": "1"})] * 10)
+    with pytest.raises(NetSuiteTokenError, match="concurrency limit") as info:
+        _client(config, fake, recorder).request("GET", "/x")
+    assert info.value.error == "temporarily_unavailable"
+    assert all(1.0 <= wait <= 2.0 for wait in recorder.waits)
 
 
 # --- Scopes present but blank, or separated by spaces ------------------------------------------------
