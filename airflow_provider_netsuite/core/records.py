@@ -4,8 +4,9 @@ Every input record ends in exactly one of three states:
 
 * **succeeded**: NetSuite answered 2xx (204 + ``Location`` for single writes; a succeeded task in batch);
 * **failed**: NetSuite refused the record permanently (a 4xx such as 400 ``USER_ERROR``,
-  ``INVALID_CONTENT``, ``NONEXISTENT_FIELD``, 403, 404), or its fate is unknown after a crash
-  (``UNCERTAIN_AFTER_CRASH``); it is written to the failure report and never retried;
+  ``INVALID_CONTENT``, ``NONEXISTENT_FIELD``, 403, 404), or the fate of a write that must not be repeated
+  is unknown after a crash (``UNCERTAIN_AFTER_CRASH``); it is written to the failure report and never
+  retried;
 * **skipped**: refused before any request (``LOCAL_VALIDATION``: bad external ID, internal ID or body) or
   unreadable in the input (``INVALID_INPUT``); also written to the failure report.
 
@@ -15,11 +16,12 @@ written, and the error is raised so that an Airflow task retry resumes where thi
 
 **Checkpoint.** Beside the failure report, the directory ``<failure_path>.checkpoint/`` holds small JSON
 part files, never appended to (object storage cannot append): ``run.json`` (run ID, record type, mode),
-one ``outcome`` part per chunk of records (position in the input -> succeeded / failed), and, in create
-mode and batch mode, an ``intent`` part written before a chunk is sent. On resume, recorded outcomes are
-counted again without sending (``resumed``); in create mode a record with an intent but no outcome may or
-may not exist in NetSuite, so it is not sent again unless ``resend_uncertain=True`` and is counted failed
-with ``UNCERTAIN_AFTER_CRASH``. Positions identify records, so a resumed run must read the same input in the
+one ``outcome`` part per chunk of records (position in the input -> succeeded / failed), and an ``intent``
+part written before the records that must not be repeated are sent: creates, and updates that add sublist
+lines (see :func:`appends_sublist_lines`). On resume, recorded outcomes are counted again without sending
+(``resumed``); such a record with an intent but no outcome may or may not have been written by NetSuite,
+so it is not sent again unless ``resend_uncertain=True`` and is counted failed with
+``UNCERTAIN_AFTER_CRASH``. Positions identify records, so a resumed run must read the same input in the
 same order; the external ID (or internal ID) stored with each outcome is compared to detect a changed input.
 
 When a run finishes, the failure report (JSON lines) is published at ``failure_path`` in one piece, and a
@@ -225,7 +227,7 @@ class CheckpointState:
 
     :param succeeded: position -> (key, internal ID) of records NetSuite accepted.
     :param failed: position -> failure report entry of records NetSuite refused.
-    :param intended: positions sent (or about to be) in create or batch mode, without an outcome yet.
+    :param intended: positions of unrepeatable writes sent (or about to be), without an outcome yet.
     :param jobs: batch chunk number -> (async job path, idempotency key, positions in item order).
     """
 
@@ -330,6 +332,9 @@ class PreparedRecord:
     :param position: 0-based position in the input (the checkpoint's identifier for it).
     :param key: the external ID (upsert, create) or internal ID (update) the record is addressed by.
     :param body: the JSON object to send.
+    :param repeatable: whether sending it twice does no harm (an upsert, an update without sublist lines
+        to add); a create or an update that adds sublist lines is never repeated after a 5xx, a timeout or
+        a broken connection.
     """
 
     position: int
@@ -337,6 +342,7 @@ class PreparedRecord:
     key: str | None
     body: dict[str, Any]
     payload: bytes
+    repeatable: bool = True
 
 
 class Refused(Exception):
@@ -370,6 +376,21 @@ def check_internal_id(value: Any) -> str:
     if not INTERNAL_ID_PATTERN.fullmatch(text):
         raise Refused("the internal ID must be digits only")
     return text
+
+
+def _is_sublist(value: Any) -> bool:
+    """Tell whether a body field holds sublist lines: a list, or an object with ``items``."""
+    return isinstance(value, list) or (isinstance(value, dict) and "items" in value)
+
+
+def appends_sublist_lines(body: dict[str, Any], replace: Iterable[str]) -> bool:
+    """Tell whether a PATCH of ``body`` may add sublist lines, so that sending it twice adds them twice.
+
+    Without ``?replace=``, NetSuite appends the lines of a non-keyed sublist to the record's lines. The body
+    cannot tell keyed from non-keyed sublists, so any sublist not named in ``replace`` counts.
+    """
+    replaced = set(replace)
+    return any(_is_sublist(value) and name not in replaced for name, value in body.items())
 
 
 def encode_body(body: dict[str, Any]) -> bytes:
@@ -541,14 +562,15 @@ class SingleRecordSender:
         return self.collect(records, self.start(chunk, records))
 
     def start(self, chunk: int, records: list[PreparedRecord]) -> list[Future[tuple[str, Any]]]:
-        """Queue the records of one chunk to the workers (after the intent part, in create mode).
+        """Queue the records of one chunk to the workers (after the intent part of the unrepeatable ones).
 
         Call it from one thread for every chunk, so that a chunk's records are all queued before the
         next chunk's.
         """
         writer = self.writer
-        if writer.mode == "create" and writer.checkpoint is not None:
-            writer.checkpoint.write("intent", chunk=chunk, positions=[[p.position, p.key] for p in records])
+        unrepeatable = [[p.position, p.key] for p in records if not p.repeatable]
+        if unrepeatable and writer.checkpoint is not None:
+            writer.checkpoint.write("intent", chunk=chunk, positions=unrepeatable)
         return [self.executor.submit(self._send_one, prepared, self.stop) for prepared in records]
 
     def collect(self, records: list[PreparedRecord], futures: list[Future[tuple[str, Any]]]) -> ChunkOutcome:
@@ -618,7 +640,8 @@ class BatchSender:
         """Submit (or find again) the chunk's job, wait for it and map its tasks to the records.
 
         Records whose task failed transiently (its result is a 5xx or 429) are submitted again in a new job
-        with a new idempotency key, up to :attr:`rounds` jobs in all; the outcomes settled before each new
+        with a new idempotency key, up to :attr:`rounds` jobs in all, unless they are not repeatable
+        (creates, updates adding sublist lines): those are reported. The outcomes settled before each new
         job are checkpointed first, so a task retry resumes with the records still open.
         """
         writer = self.writer
@@ -628,13 +651,11 @@ class BatchSender:
         try:
             while True:
                 outcome = self._send_round(chunk, records, earlier, attempt)
+                attempt, earlier = attempt + 1, None
+                self._give_up(outcome, last=attempt >= self.rounds)
                 total.succeeded += outcome.succeeded
                 total.failed += outcome.failed
                 if not outcome.again:
-                    return total
-                attempt, earlier = attempt + 1, None
-                if attempt >= self.rounds or writer.mode == "create":
-                    total.failed += [self._transient_failure(p, exc) for p, exc in outcome.again]
                     return total
                 if writer.checkpoint is not None:
                     writer.checkpoint.write("outcome", **outcome.part(chunk))
@@ -677,9 +698,21 @@ class BatchSender:
         name = f"{self.writer.run_id}:{chunk}" + (f":{attempt}" if attempt else "")
         return str(uuid.uuid5(_RUN_NAMESPACE, name))
 
+    def _give_up(self, outcome: ChunkOutcome, last: bool) -> None:
+        """Report the records that failed transiently and are not to be submitted again (all, if ``last``)."""
+        again = []
+        for prepared, error in outcome.again:
+            if last or not prepared.repeatable:
+                outcome.failed.append(self._transient_failure(prepared, error))
+            else:
+                again.append((prepared, error))
+        outcome.again = again
+
     def _transient_failure(self, prepared: PreparedRecord, error: NetSuiteAPIError) -> dict[str, Any]:
         if self.writer.mode == "create":
             why = "a create is not submitted again, since NetSuite may have created the record"
+        elif not prepared.repeatable:
+            why = "an update adding sublist lines is not submitted again, since NetSuite may have added them"
         else:
             why = f"it failed in each of {self.rounds} jobs"
         entry = api_failure(prepared, error)
@@ -886,7 +919,10 @@ class RecordWriter:
         unchanged.
     :param id_field: the input field that holds the internal ID (update mode); an ``id`` key is dropped
         from the body because NetSuite treats it as read-only.
-    :param replace: sublists to replace instead of merge (``?replace=item,addressbook``).
+    :param replace: sublists to replace instead of merge (``?replace=item,addressbook``). In update mode a
+        record whose body holds another sublist (a list, or an object with ``items``) may have lines
+        appended, so it is handled like a create: never repeated after a 5xx, a timeout or a broken
+        connection, and reported ``UNCERTAIN_AFTER_CRASH`` when an earlier attempt left its fate unknown.
     :param property_name_validation: ``X-NetSuite-PropertyNameValidation`` (``ignore``, ``warning``,
         ``error``); NetSuite's default (``warning``) when ``None``.
     :param property_value_validation: ``X-NetSuite-PropertyValueValidation``; default ``error``.
@@ -895,8 +931,8 @@ class RecordWriter:
         ``None`` writes no report and keeps no checkpoint (failures are still counted and logged).
     :param checkpoint: the checkpoint directory; default ``<failure_path>.checkpoint``; ``False`` for none.
     :param batch: send asynchronous batches of up to 100 records instead of one request per record.
-    :param resend_uncertain: in create mode, send again the records whose fate an earlier crash left
-        unknown (they may then exist twice in NetSuite).
+    :param resend_uncertain: send again the creates (and updates adding sublist lines) whose fate an
+        earlier crash left unknown (they may then exist twice in NetSuite, or have their lines twice).
     :param chunk_size: records per checkpoint part (at most 100 in batch mode).
     :param progress_interval: seconds between INFO progress lines.
     :param poll_interval: first wait between polls of an asynchronous job; doubles up to ``poll_cap``.
@@ -992,13 +1028,19 @@ class RecordWriter:
         return self.client.request(method, path, params=params, headers=headers, **kwargs)
 
     def send(self, prepared: PreparedRecord) -> requests.Response:
-        """Send one record; a create is never repeated by the client after a 5xx or broken connection.
+        """Send one record; the client repeats it after a transient failure only when it is repeatable.
 
+        A 429 is always repeated (NetSuite refused the request before doing anything); a 5xx, a timeout or
+        a broken connection only for a repeatable record (an upsert, an update adding no sublist lines).
         NetSuite answers a write with 204 and no body, sometimes 201; any 2xx is success whatever its body
         (JSON, text, HTML or none), and the record ID is read from it where it can be.
         """
-        extra = {"retry_transient": False} if self.mode == "create" else {}
-        return self.call(_METHODS[self.mode], self.record_path(prepared.key), data=prepared.payload, **extra)
+        return self.call(
+            _METHODS[self.mode],
+            self.record_path(prepared.key),
+            data=prepared.payload,
+            retry_transient=prepared.repeatable,
+        )
 
     def get_json(self, path: str, retry_transient: bool = True) -> dict[str, Any]:
         """GET a JSON object (asynchronous job, task or result).
@@ -1045,7 +1087,12 @@ class RecordWriter:
             body.pop("id", None)
             if self.id_field != "id":
                 body.pop(self.id_field, None)
-        return PreparedRecord(position, record, key, body, encode_body(body))
+        return PreparedRecord(position, record, key, body, encode_body(body), self._repeatable(body))
+
+    def _repeatable(self, body: dict[str, Any]) -> bool:
+        if self.mode == "create":
+            return False
+        return self.mode != "update" or not appends_sublist_lines(body, self.replace)
 
     # -- the run
 
@@ -1245,25 +1292,29 @@ class _Run:
 
     def _is_uncertain(self, prepared: PreparedRecord) -> bool:
         state = self.writer.state
-        if state is None or self.writer.mode != "create" or self.writer.batch:
+        if state is None or prepared.repeatable or self.writer.batch:
             return False
         if prepared.position not in state.intended:
             return False
         if self.writer.resend_uncertain:
-            log.warning("sending again record at position %d whose creation is uncertain", prepared.position)
+            log.warning("sending again record at position %d whose outcome is uncertain", prepared.position)
             return False
         return True
 
     def _uncertain_entry(self, prepared: PreparedRecord) -> dict[str, Any]:
-        where = (
-            f"look for external ID {prepared.key} in NetSuite"
-            if prepared.key
-            else "look for it in NetSuite (it has no external ID)"
-        )
+        if self.writer.mode == "update":
+            what = "its sublist lines may or may not have been added already"
+            where = f"look at record {prepared.key} in NetSuite"
+        else:
+            what = "it may or may not have been created"
+            where = (
+                f"look for external ID {prepared.key} in NetSuite"
+                if prepared.key
+                else "look for it in NetSuite (it has no external ID)"
+            )
         detail = (
-            "an earlier attempt sent this record but stopped before NetSuite's answer was recorded, so it "
-            f"may or may not have been created; {where}, then remove it from the input or pass "
-            "resend_uncertain=True to send it again"
+            "an earlier attempt sent this record but stopped before NetSuite's answer was recorded, so "
+            f"{what}; {where}, then remove it from the input or pass resend_uncertain=True to send it again"
         )
         return failure_entry(
             prepared.position, prepared.record, code=UNCERTAIN_AFTER_CRASH, detail=detail, key=prepared.key

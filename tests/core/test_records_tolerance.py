@@ -1,5 +1,5 @@
-"""Record writes with answers and bodies NetSuite allows: 2xx bodies that are not JSON, and upsert bodies
-that carry the external ID or a read-only ``id``.
+"""Record writes with answers and bodies NetSuite allows: 2xx bodies that are not JSON, updates that add
+sublist lines (not safe to repeat), and upsert bodies that carry the external ID or a read-only ``id``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from requests.structures import CaseInsensitiveDict
 
 from airflow_provider_netsuite.core.client import NetSuiteClient
 from airflow_provider_netsuite.core.config import ConnectionConfig
+from airflow_provider_netsuite.core.errors import NetSuiteTransientError
 from airflow_provider_netsuite.core.records import (
+    UNCERTAIN_AFTER_CRASH,
     RecordWriter,
+    appends_sublist_lines,
     written_record_id,
 )
 
@@ -31,6 +34,8 @@ TBA_EXTRA = {
     "token_id": "tid-secret-2",
     "token_secret": "ts-secret-3",
 }
+SUBLIST_UPDATE = {"id": "42", "item": {"items": [{"item": {"id": "7"}, "quantity": 1}]}}
+NO_CONTENT = (204, b"", {"Location": f"{RECORD}/42"})
 
 
 class ScriptedNetSuite(BaseAdapter):
@@ -71,6 +76,10 @@ def client_for(transport: ScriptedNetSuite) -> NetSuiteClient:
 def writer(client, tmp_path: Path | None, **kwargs) -> RecordWriter:
     failure_path = tmp_path / "failures.jsonl" if tmp_path is not None else None
     return RecordWriter(client, "customer", failure_path=failure_path, sleep=lambda _: None, **kwargs)
+
+
+def read_report(tmp_path: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "failures.jsonl").read_text().splitlines()]
 
 
 def checkpoint_ids(tmp_path: Path) -> list[str | None]:
@@ -114,6 +123,115 @@ def test_written_record_id_reads_location_then_a_json_body():
     assert written_record_id(response(b'{"id": "2"}', {})) == "2"
     assert written_record_id(response(b"[1, 2]", {})) is None
     assert written_record_id(response(b"<html/>", {})) is None
+
+
+# -- updates that add sublist lines are not repeated after a 5xx or a broken connection --------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "replace", "appends"),
+    [
+        ({"companyName": "x"}, [], False),
+        ({"item": {"items": [{"item": "7"}]}}, [], True),
+        ({"addressbook": [{"label": "Home"}]}, [], True),
+        ({"item": {"items": []}}, ["item"], False),
+        ({"item": {"items": []}, "addressbook": {"items": []}}, ["item"], True),
+        ({"subsidiary": {"id": "1"}}, [], False),
+    ],
+)
+def test_appends_sublist_lines(body, replace, appends):
+    assert appends_sublist_lines(body, replace) is appends
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        (503, b"busy", {"Content-Type": "text/html"}),
+        (500, b'{"o:errorDetails": [{"o:errorCode": "UNEXPECTED_ERROR"}]}', {}),
+        requests.ConnectionError("connection reset"),
+        requests.ReadTimeout("read timed out"),
+    ],
+)
+def test_update_adding_sublist_lines_is_not_repeated_and_is_uncertain_on_resume(tmp_path, failure):
+    transport = ScriptedNetSuite(failure, NO_CONTENT)
+    with pytest.raises(NetSuiteTransientError):
+        writer(client_for(transport), tmp_path, mode="update").write([SUBLIST_UPDATE])
+    assert len(transport.requests) == 1
+
+    result = writer(client_for(transport), tmp_path, mode="update").write([SUBLIST_UPDATE])
+
+    assert len(transport.requests) == 1  # not sent again on resume either
+    assert (result.input, result.succeeded, result.failed) == (1, 0, 1)
+    [entry] = read_report(tmp_path)
+    assert (entry["code"], entry["key"]) == (UNCERTAIN_AFTER_CRASH, "42")
+    assert "sublist lines" in entry["detail"]
+
+
+def test_uncertain_update_is_sent_again_with_resend_uncertain(tmp_path):
+    transport = ScriptedNetSuite((503, b"busy", {}), NO_CONTENT)
+    with pytest.raises(NetSuiteTransientError):
+        writer(client_for(transport), tmp_path, mode="update").write([SUBLIST_UPDATE])
+
+    result = writer(client_for(transport), tmp_path, mode="update", resend_uncertain=True).write(
+        [SUBLIST_UPDATE]
+    )
+    assert (result.succeeded, result.failed, len(transport.requests)) == (1, 0, 2)
+
+
+@pytest.mark.parametrize(
+    ("record", "replace", "failure"),
+    [
+        (SUBLIST_UPDATE, [], (429, b"{}", {"Retry-After": "0"})),  # refused before anything was done
+        (SUBLIST_UPDATE, ["item"], (503, b"busy", {})),  # replacing lines is safe to repeat
+        ({"id": "42", "companyName": "Acme"}, [], (503, b"busy", {})),
+    ],
+)
+def test_repeatable_update_is_retried(tmp_path, record, replace, failure):
+    transport = ScriptedNetSuite(failure, NO_CONTENT)
+    result = writer(client_for(transport), tmp_path, mode="update", replace=replace).write([record])
+    assert (result.succeeded, result.failed, len(transport.requests)) == (1, 0, 2)
+
+
+def test_update_accounting_with_sublists_matches_create(tmp_path):
+    fake = FakeRecordService(transient={"105": 1, "107": 1})
+    for n in range(100, 110):
+        fake.records[("customer", str(n))] = {"companyName": f"Company {n}"}
+    lines = {"item": {"items": [{"item": {"id": "7"}}]}}
+    records = [{"id": str(n), **(lines if n % 2 else {"companyName": "x"})} for n in range(100, 110)]
+
+    result = None
+    for _attempt in range(5):  # Airflow task retries
+        try:
+            result = writer(fake, tmp_path, mode="update", max_concurrency=1, chunk_size=3).write(records)
+            break
+        except NetSuiteTransientError:
+            continue
+
+    assert result is not None
+    assert (result.input, result.succeeded, result.failed) == (10, 8, 2)
+    report = read_report(tmp_path)
+    assert sorted((entry["key"], entry["code"]) for entry in report) == [
+        ("105", UNCERTAIN_AFTER_CRASH),
+        ("107", UNCERTAIN_AFTER_CRASH),
+    ]
+    sent = [key for key in fake.sent_keys() if key in ("105", "107")]
+    assert sent == ["105", "107"]  # each sent once, never repeated
+
+
+def test_batch_update_adding_sublist_lines_is_not_submitted_again(tmp_path):
+    fake = FakeRecordService(transient={"42": 1, "43": 1})
+    fake.records[("customer", "42")] = {}
+    fake.records[("customer", "43")] = {}
+    records = [SUBLIST_UPDATE, {"id": "43", "companyName": "x"}]
+
+    result = writer(fake, tmp_path, mode="update", batch=True).write(records)
+
+    assert (result.succeeded, result.failed) == (1, 1)
+    submits = fake.write_calls()
+    assert [[item["id"] for item in call.body()["items"]] for call in submits] == [["42", "43"], ["43"]]
+    [entry] = read_report(tmp_path)
+    assert entry["key"] == "42"
+    assert "sublist lines" in entry["detail"]
 
 
 # -- upsert bodies ---------------------------------------------------------------------------------------
