@@ -1,9 +1,12 @@
 """HTTP client for NetSuite's REST services: authentication, retries, concurrency and 401 re-mint.
 
-Retried (they are transient by NetSuite's error-handling guidance): 429 ``CONCURRENCY_LIMIT_EXCEEDED``,
-500, 502, 503, 504, broken connections, timeouts, and a 2xx JSON answer cut short. Waits honour
-``Retry-After`` and otherwise grow exponentially with full jitter, so parallel workers do not retry in step.
-Everything else is an error of the request itself and is raised at once.
+Retried (they are transient by NetSuite's error-handling guidance): 429 ``CONCURRENCY_LIMIT_EXCEEDED``
+and any other answer whose error code is a concurrency refusal (RESTlets answer 400
+``SSS_REQUEST_LIMIT_EXCEEDED``, SOAP ``WS_REQUEST_BLOCKED`` or ``WS_CONCUR_SESSION_DISALLWD``, and under TBA
+the limit can arrive as a 401), 500, 502, 503, 504, broken connections, timeouts, a 2xx JSON answer cut
+short and a 2xx SuiteQL answer that is not a page. Waits honour ``Retry-After`` plus a small jitter and
+otherwise grow exponentially with full jitter, so parallel workers do not retry in step. Everything else is
+an error of the request itself and is raised at once.
 """
 
 from __future__ import annotations
@@ -43,6 +46,18 @@ log = logging.getLogger(__name__)
 
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Error codes that mean "over the account's concurrency limit", whatever the HTTP status carrying them.
+CONCURRENCY_CODES = frozenset(
+    {
+        "CONCURRENCY_LIMIT_EXCEEDED",
+        "SSS_REQUEST_LIMIT_EXCEEDED",
+        "WS_REQUEST_BLOCKED",
+        "WS_CONCUR_SESSION_DISALLWD",
+    }
+)
+# Wait budgets are sums of floats: a remainder below this counts as spent.
+_BUDGET_EPSILON = 1e-6
+_JSON_KINDS = {list: "array", str: "string", bool: "boolean", type(None): "null"}
 # Attribute of a response holding its body as parsed while checking it.
 _PARSED_JSON = "_netsuite_parsed_json"
 
@@ -53,15 +68,17 @@ class RetryPolicy:
 
     :param max_attempts: attempts per request, the first one included.
     :param max_total_wait: seconds of waiting between attempts allowed per request; a wait that would
-        go beyond it ends the retries instead.
+        go beyond it is shortened to what is left, for one last attempt.
     :param backoff_base: first exponential backoff ceiling, in seconds (doubled per attempt).
     :param backoff_cap: largest backoff ceiling, in seconds.
+    :param retry_after_jitter: most random seconds added to a ``Retry-After`` wait.
     """
 
     max_attempts: int = 8
     max_total_wait: float = 300.0
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
+    retry_after_jitter: float = 1.0
 
     def __post_init__(self) -> None:
         if (
@@ -69,12 +86,21 @@ class RetryPolicy:
             or self.max_total_wait < 0
             or self.backoff_base <= 0
             or self.backoff_cap <= 0
+            or self.retry_after_jitter < 0
         ):
             raise ValueError("RetryPolicy needs max_attempts >= 1 and positive waits")
 
+    def ceiling(self, attempt: int) -> float:
+        """Return the largest backoff for the given attempt number (1 = after the first failure)."""
+        return min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+
     def backoff(self, attempt: int) -> float:
         """Return a full-jitter wait for the given attempt number (1 = after the first failure)."""
-        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+        return random.uniform(0, self.ceiling(attempt))
+
+    def after_retry_after(self, retry_after: float, attempt: int) -> float:
+        """Return ``retry_after`` plus a small jitter, so workers told one delay do not retry in step."""
+        return retry_after + random.uniform(0, min(self.retry_after_jitter, self.ceiling(attempt)))
 
 
 @dataclass(frozen=True)
@@ -92,6 +118,15 @@ class ClientStats:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class _Expected:
+    """What a request's 2xx answer must be: JSON, checked by ``check_body``, and whether to retry it."""
+
+    json: bool
+    check_body: Callable[[Any], str | None] | None
+    retry_transient: bool
+
+
 class _Retryable(Exception):
     """A transient failure; carries the error to raise if the retries run out."""
 
@@ -100,6 +135,39 @@ class _Retryable(Exception):
         self.reason = reason
         self.final = final
         self.retry_after = retry_after
+
+
+def concurrency_refusal_code(response: requests.Response) -> str | None:
+    """Return the concurrency-limit error code an error answer carries, whatever its status, else None.
+
+    The code is looked for at the top level (``o:errorCode``) and in every ``o:errorDetails`` entry.
+    """
+    try:
+        body = jsonlib.loads(response.content or b"")
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    details = body.get("o:errorDetails")
+    entries = [body, *(d for d in details if isinstance(d, dict))] if isinstance(details, list) else [body]
+    for entry in entries:
+        code = entry.get("o:errorCode")
+        if isinstance(code, str) and code.strip().upper() in CONCURRENCY_CODES:
+            return code.strip().upper()
+    return None
+
+
+def suiteql_page_problem(body: Any) -> str | None:
+    """Return why a parsed 2xx SuiteQL answer is not a complete page, or None when it is one.
+
+    NetSuite's page always carries an ``items`` list; an answer without one was cut short or came from
+    something else (a proxy), and must not be read as "no rows".
+    """
+    if not isinstance(body, dict):
+        return f"the body is JSON {_JSON_KINDS.get(type(body), 'number')}, not an object"
+    if not isinstance(body.get("items"), list):
+        return "the body has no items list"
+    return None
 
 
 class NetSuiteClient:
@@ -196,14 +264,19 @@ class NetSuiteClient:
         headers: Mapping[str, str] | None = None,
         expect_json: bool = False,
         retry_transient: bool = True,
+        check_body: Callable[[Any], str | None] | None = None,
     ) -> requests.Response:
         """Send one request, retrying transient failures; return the successful response.
 
         :param path: path under ``base_url`` (``/services/rest/record/v1/customer/1``).
         :param expect_json: treat a 2xx whose body is not complete JSON as transient (a cut-short answer).
         :param retry_transient: set False for requests that must not be sent twice after a 5xx or a
-            broken connection (429s are still retried: NetSuite blocked those before doing anything).
-        :raises NetSuiteConcurrencyLimitError: 429s persisted after every retry.
+            broken connection (concurrency refusals are still retried: NetSuite blocked those before doing
+            anything).
+        :param check_body: with ``expect_json``, called with the parsed 2xx body; a returned reason makes the
+            answer incomplete, retried like a cut-short body. An empty body is then incomplete too.
+        :raises NetSuiteConcurrencyLimitError: concurrency refusals (429 or a concurrency error code)
+            persisted after every retry.
         :raises NetSuiteTransientError: 5xx answers, timeouts or broken connections persisted.
         :raises NetSuiteAuthError: NetSuite refused the credentials (twice, for a fresh token).
         :raises NetSuiteAPIError: any other error answer, raised at once.
@@ -212,6 +285,7 @@ class NetSuiteClient:
         state = {"reauthenticated": False}
         send_headers = {"Accept": "application/json", **(headers or {})}
         kwargs = {"params": params, "json": json, "data": data, "headers": send_headers}
+        expected = _Expected(expect_json or check_body is not None, check_body, retry_transient)
         retrying = Retrying(
             stop=self._should_stop,
             wait=self._wait,
@@ -221,7 +295,7 @@ class NetSuiteClient:
             reraise=True,
         )
         try:
-            return retrying(self._attempt, method, url, path, kwargs, state, expect_json, retry_transient)
+            return retrying(self._attempt, method, url, path, kwargs, state, expected)
         except _Retryable as exc:
             raise exc.final from None
 
@@ -258,6 +332,7 @@ class NetSuiteClient:
             params={"limit": limit, "offset": offset},
             json=body,
             headers={"Prefer": "transient"},
+            check_body=suiteql_page_problem,
         )
 
     def _attempt(
@@ -267,13 +342,15 @@ class NetSuiteClient:
         path: str,
         kwargs: dict[str, Any],
         state: dict[str, bool],
-        expect_json: bool,
-        retry_transient: bool,
+        expected: _Expected,
     ) -> requests.Response:
+        retry_transient = expected.retry_transient
         response = self._send(method, url, path, kwargs, retry_transient)
-        if response.status_code == 401:
+        # A 401 carrying a concurrency error code is the account's limit, not refused credentials (seen
+        # under TBA): _check backs off and retries it like a 429, without minting a new token.
+        if response.status_code == 401 and not concurrency_refusal_code(response):
             response = self._after_unauthorized(method, url, path, kwargs, state, response, retry_transient)
-        return self._check(response, method, path, expect_json, retry_transient)
+        return self._check(response, method, path, expected)
 
     def _after_unauthorized(
         self,
@@ -294,7 +371,7 @@ class NetSuiteClient:
                 "NetSuite answered 401 to %s %s; minting a new access token and repeating once", method, path
             )
             response = self._send(method, url, path, kwargs, retry_transient)
-            if response.status_code != 401:
+            if response.status_code != 401 or concurrency_refusal_code(response):
                 return response
             self._count("unauthorized")
         error = parse_error_response(response)
@@ -339,71 +416,99 @@ class NetSuiteClient:
         return response
 
     def _check(
-        self, response: requests.Response, method: str, path: str, expect_json: bool, retry_transient: bool
+        self, response: requests.Response, method: str, path: str, expected: _Expected
     ) -> requests.Response:
         status = response.status_code
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if status == 429:
+        if status == 429 or (status >= 400 and concurrency_refusal_code(response)):
             self._count("throttled")
             self.governor.on_throttled()
-            raise _Retryable("429 concurrency limit exceeded", self._concurrency_error(response), retry_after)
+            final = self._concurrency_error(response)
+            raise _Retryable(f"HTTP {status} concurrency limit exceeded ({final.code})", final, retry_after)
         if status in RETRY_STATUSES:
             final = parse_error_response(response, NetSuiteTransientError)
-            if not retry_transient:
+            if not expected.retry_transient:
                 raise final
             raise _Retryable(f"HTTP {status}", final, retry_after)
         if status >= 400 or status < 200:
             raise parse_error_response(response, NetSuiteAPIError)
-        if expect_json and response.content:
-            try:
-                # Parsed once here and kept for request_json: a SuiteQL page is parsed only once.
-                setattr(response, _PARSED_JSON, jsonlib.loads(response.content))
-            except ValueError:
-                final = NetSuiteTransientError(
-                    f"NetSuite answered {method} {path} with {status} but the JSON "
-                    "body was incomplete after every retry",
-                    status=status,
-                )
-                if not retry_transient:
-                    raise final from None
-                raise _Retryable("incomplete JSON body", final) from None
+        if expected.json:
+            self._check_body(response, method, path, expected)
         self.governor.on_success()
         return response
 
+    def _check_body(self, response: requests.Response, method: str, path: str, expected: _Expected) -> None:
+        """Parse a 2xx JSON body once, keeping it for request_json; raise when it is incomplete."""
+        if not response.content and expected.check_body is None:
+            return
+        try:
+            body = jsonlib.loads(response.content)
+        except ValueError:
+            raise self._incomplete(response, method, path, "the JSON body was incomplete", expected) from None
+        setattr(response, _PARSED_JSON, body)
+        problem = expected.check_body(body) if expected.check_body else None
+        if problem:
+            raise self._incomplete(response, method, path, problem, expected)
+
+    @staticmethod
+    def _incomplete(
+        response: requests.Response, method: str, path: str, problem: str, expected: _Expected
+    ) -> Exception:
+        final = NetSuiteTransientError(
+            f"NetSuite answered {method} {path} with {response.status_code} but {problem} after every retry",
+            status=response.status_code,
+        )
+        if not expected.retry_transient:
+            return final
+        return _Retryable(f"incomplete answer: {problem}", final)
+
     def _concurrency_error(self, response: requests.Response) -> NetSuiteConcurrencyLimitError:
         parsed = parse_error_response(response, NetSuiteConcurrencyLimitError)
+        code = concurrency_refusal_code(response) or parsed.code or "CONCURRENCY_LIMIT_EXCEEDED"
+        parsed.code = code  # the code that made this a concurrency refusal, not only the first detail's
         message = (
-            f"NetSuite account {self.config.account_id} exceeded its concurrency limit (429 "
-            f"{parsed.code or 'CONCURRENCY_LIMIT_EXCEEDED'}) and the retries ran out. The limit is shared by "
-            "every integration of the account: lower max_concurrency, or run these tasks in an Airflow pool "
+            f"NetSuite account {self.config.account_id} exceeded its concurrency limit (HTTP "
+            f"{response.status_code} {code}) and the retries ran out. The limit is shared by every "
+            "integration of the account: lower max_concurrency, or run these tasks in an Airflow pool "
             "with fewer slots."
         )
         return parsed.reworded(message, NetSuiteConcurrencyLimitError)
 
+    def _remaining_wait(self, state: RetryCallState) -> float:
+        return self.retry.max_total_wait - state.idle_for
+
     def _should_stop(self, state: RetryCallState) -> bool:
+        # The wait is already cut to what is left of the budget, so a spent budget means the attempt that
+        # just failed was the last one.
         if state.attempt_number >= self.retry.max_attempts:
             return True
-        return state.idle_for + (state.upcoming_sleep or 0.0) > self.retry.max_total_wait
+        return self._remaining_wait(state) <= _BUDGET_EPSILON
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            return exc.retry_after
-        return self.retry.backoff(state.attempt_number)
+            wait = self.retry.after_retry_after(exc.retry_after, state.attempt_number)
+        else:
+            wait = self.retry.backoff(state.attempt_number)
+        return max(0.0, min(wait, self._remaining_wait(state)))
 
     def _before_sleep(self, method: str, path: str) -> Callable[[RetryCallState], None]:
         def before_sleep(state: RetryCallState) -> None:
             self._count("retries")
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
+            # idle_for already counts this wait: nothing left means the next attempt is the last one.
+            spent = self._remaining_wait(state) <= _BUDGET_EPSILON
+            last = ", the last: the total wait allowed is spent" if spent else ""
             log.warning(
-                "NetSuite %s %s: %s; retrying in %.2f s (attempt %d of %d)",
+                "NetSuite %s %s: %s; retrying in %.2f s (attempt %d of %d%s)",
                 method,
                 path,
                 getattr(exc, "reason", exc),
                 wait,
                 state.attempt_number + 1,
                 self.retry.max_attempts,
+                last,
             )
 
         return before_sleep

@@ -16,20 +16,31 @@ import requests
 from cryptography import x509
 
 from airflow_provider_netsuite.core import assertion as assertion_module
-from airflow_provider_netsuite.core.client import NetSuiteClient
+from airflow_provider_netsuite.core.client import NetSuiteClient, RetryPolicy
 from airflow_provider_netsuite.core.config import ConnectionConfig
 from airflow_provider_netsuite.core.errors import (
+    NetSuiteAuthError,
+    NetSuiteConcurrencyLimitError,
     NetSuiteConfigError,
     NetSuiteTokenError,
+    NetSuiteTransientError,
 )
 from airflow_provider_netsuite.core.tokens import AccessToken, TokenCache
 from airflow_provider_netsuite.get_provider_info import get_provider_info
 from tests.conftest import CLIENT_ID
 
 try:
-    from tests.core.test_client import CERT_ID, FakeNetSuite, Recorder, _client
+    from tests.core.test_client import CERT_ID, TBA_EXTRA, FakeNetSuite, Recorder, _client
 except ImportError:  # tests/ is not a package: pytest put this directory on sys.path instead
-    from test_client import CERT_ID, FakeNetSuite, Recorder, _client
+    from test_client import CERT_ID, TBA_EXTRA, FakeNetSuite, Recorder, _client
+
+PAGE = {"links": [], "count": 1, "hasMore": False, "offset": 0, "totalResults": 1, "items": [{"id": "7"}]}
+CONCURRENCY_CODES = [
+    "CONCURRENCY_LIMIT_EXCEEDED",
+    "SSS_REQUEST_LIMIT_EXCEEDED",
+    "WS_REQUEST_BLOCKED",
+    "WS_CONCUR_SESSION_DISALLWD",
+]
 
 
 @pytest.fixture
@@ -55,6 +66,18 @@ def fake(rsa_keypair) -> FakeNetSuite:
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
+
+
+def _refusal(status: int, code: str, *, top_level: bool) -> dict:
+    """Return a REST error body carrying ``code`` at the top level or in ``o:errorDetails``."""
+    if top_level:
+        return {"title": "Request blocked", "status": status, "o:errorCode": code}
+    return {
+        "title": "Bad Request",
+        "status": status,
+        "o:errorCode": "USER_ERROR",
+        "o:errorDetails": [{"detail": "Request limit exceeded.", "o:errorCode": code}],
+    }
 
 
 def _assertions(fake: FakeNetSuite) -> list[str]:
@@ -84,6 +107,100 @@ def test_each_token_attempt_signs_a_new_assertion(config, fake, recorder, monkey
     assert [c["iat"] for c in claims] == sorted({c["iat"] for c in claims})  # each attempt signs anew
     assert all(c["exp"] - c["iat"] == 300 for c in claims)
     assert all(a in recorder.masked for a in assertions)
+
+
+# --- A 2xx SuiteQL answer that is not a page is incomplete, never "no rows" --------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"{}", b'{"items": null, "hasMore": false}', b'{"items": {}}', b"[]", b"null", b'"ok"'],
+    ids=["empty", "empty-object", "items-null", "items-object", "array", "null", "string"],
+)
+def test_a_suiteql_answer_without_items_is_retried(config, fake, recorder, raw):
+    fake.data_script.extend([(200, raw, {"Content-Type": "application/json"}), (200, PAGE)])
+    client = _client(config, fake, recorder)
+    page = client.suiteql_page("SELECT id FROM customer", limit=10)
+    assert page["items"] == [{"id": "7"}]
+    assert len(fake.data_requests) == 2
+    assert len(recorder.waits) == 1
+
+
+def test_a_suiteql_answer_that_stays_incomplete_is_an_error(config, fake, recorder):
+    fake.data_script.extend([(200, b"{}", {"Content-Type": "application/json"})] * 10)
+    client = _client(config, fake, recorder, retry=RetryPolicy(max_attempts=3))
+    with pytest.raises(NetSuiteTransientError, match="no items list"):
+        client.suiteql_page("SELECT id FROM customer")
+    assert len(fake.data_requests) == 3
+
+
+# --- Concurrency refusals that are not 429, TBA included ---------------------------------------------
+
+
+@pytest.mark.parametrize("code", CONCURRENCY_CODES)
+@pytest.mark.parametrize("status", [400, 401, 403])
+@pytest.mark.parametrize("top_level", [True, False], ids=["top-level", "in-details"])
+def test_a_concurrency_code_is_retried_like_a_429(config, fake, recorder, code, status, top_level):
+    fake.data_script.extend([(status, _refusal(status, code, top_level=top_level))] * 2)
+    client = _client(config, fake, recorder, max_concurrency=8)
+    assert client.request("GET", "/x").status_code == 200
+    assert len(fake.data_requests) == 3
+    assert len(recorder.waits) == 2
+    assert client.stats.throttled == 2
+    assert client.governor.limit == 2
+    assert len(fake.token_requests) == 1  # no re-mint: the limit is not a credential problem
+
+
+@pytest.mark.parametrize("status", [400, 401])
+def test_a_persistent_concurrency_code_ends_in_a_concurrency_error(config, fake, recorder, status):
+    fake.data_script.extend([(status, _refusal(status, "SSS_REQUEST_LIMIT_EXCEEDED", top_level=False))] * 9)
+    client = _client(config, fake, recorder, retry=RetryPolicy(max_attempts=4))
+    with pytest.raises(NetSuiteConcurrencyLimitError, match="concurrency") as info:
+        client.request("GET", "/x")
+    assert info.value.status == status
+    assert info.value.code == "SSS_REQUEST_LIMIT_EXCEEDED"
+    assert "SSS_REQUEST_LIMIT_EXCEEDED" in str(info.value)
+    assert len(fake.data_requests) == 4
+    assert all(0 <= wait <= 0.5 * 2**index for index, wait in enumerate(recorder.waits))  # jittered
+
+
+class _TBAFake(FakeNetSuite):
+    """Answer signed (TBA) data requests from the script, then with 200."""
+
+    def _data(self, request):
+        with self.lock:
+            self.data_requests.append(request)
+            item = self.data_script.popleft() if self.data_script else None
+        if item is not None:
+            return self._scripted(request, item)
+        return self._scripted(request, (200, {"ok": True}))
+
+
+def _tba_client(fake: FakeNetSuite, recorder: Recorder, **kwargs) -> NetSuiteClient:
+    session = requests.Session()
+    session.mount("https://", fake)
+    config = ConnectionConfig.from_extra(TBA_EXTRA)
+    return NetSuiteClient(config, session=session, sleep=recorder.sleep, **kwargs)
+
+
+def test_tba_401_with_a_concurrency_code_is_retried(recorder):
+    fake = _TBAFake()
+    body = _refusal(401, "CONCURRENCY_LIMIT_EXCEEDED", top_level=False)
+    fake.data_script.extend([(401, body), (401, body)])
+    client = _tba_client(fake, recorder)
+    assert client.request("GET", "/x").status_code == 200
+    assert len(fake.data_requests) == 3
+    assert len(recorder.waits) == 2
+    assert client.stats.throttled == 2
+
+
+def test_tba_401_invalid_login_still_fails_at_once(recorder):
+    fake = _TBAFake()
+    fake.data_script.append((401, _refusal(401, "INVALID_LOGIN", top_level=False)))
+    with pytest.raises(NetSuiteAuthError):
+        _tba_client(fake, recorder).request("GET", "/x")
+    assert len(fake.data_requests) == 1
+    assert recorder.waits == []
 
 
 # --- Token endpoint answers: token_type null, 429 with Retry-After -----------------------------------
@@ -140,6 +257,35 @@ def test_the_form_fills_scopes_so_an_untouched_field_works(extra):
     assert field["schema"]["default"] == "rest_webservices"
     extra["scopes"] = field["schema"]["default"]
     assert ConnectionConfig.from_extra(extra).scopes == ("rest_webservices",)
+
+
+# --- Retry-After with jitter, and a last attempt within the wait budget ------------------------------
+
+
+def test_retry_after_gets_a_small_jitter(config, fake, recorder):
+    throttled = (429, _refusal(429, "CONCURRENCY_LIMIT_EXCEEDED", top_level=False), {"Retry-After": "2"})
+    fake.data_script.extend([throttled] * 5)
+    assert _client(config, fake, recorder).request("GET", "/x").status_code == 200
+    assert len(recorder.waits) == 5
+    assert all(2.0 <= wait <= 3.0 for wait in recorder.waits)
+    assert len(set(recorder.waits)) > 1  # workers told the same delay do not retry in step
+
+
+def test_retry_after_beyond_the_budget_waits_the_rest_then_tries_once_more(config, fake, recorder):
+    throttled = (429, _refusal(429, "CONCURRENCY_LIMIT_EXCEEDED", top_level=False), {"Retry-After": "600"})
+    fake.data_script.extend([throttled, throttled])
+    client = _client(config, fake, recorder, retry=RetryPolicy(max_total_wait=300))
+    with pytest.raises(NetSuiteConcurrencyLimitError, match="concurrency"):
+        client.request("GET", "/x")
+    assert recorder.waits == [300.0]
+    assert len(fake.data_requests) == 2
+
+
+def test_retry_after_beyond_the_budget_can_still_succeed(config, fake, recorder):
+    fake.data_script.append((503, b"<html>maintenance</html>", {"Retry-After": "900"}))
+    client = _client(config, fake, recorder, retry=RetryPolicy(max_total_wait=60))
+    assert client.request("GET", "/x").status_code == 200
+    assert recorder.waits == [60.0]
 
 
 # --- A failed mint is shared with the threads waiting for it -----------------------------------------

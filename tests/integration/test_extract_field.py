@@ -524,7 +524,8 @@ def test_retry_after_is_honoured(emu):
         elapsed = time.monotonic() - started
 
     assert page["count"] == 5
-    assert waits == [1.0, 1.0]
+    assert len(waits) == 2
+    assert all(1.0 <= wait <= 2.0 for wait in waits)  # Retry-After plus a small jitter
     assert elapsed >= 2.0
     assert client.stats.throttled == 2
 
@@ -556,7 +557,7 @@ def test_parallel_pages_wait_for_retry_after(emu):
 
     assert results == [5, 5, 5]
     assert waits
-    assert set(waits) == {1.0}
+    assert all(1.0 <= wait <= 2.0 for wait in waits)  # Retry-After plus a small jitter
 
 
 def test_impossible_limit_fails_naming_concurrency(conn_env, emu, tmp_path):
