@@ -67,8 +67,9 @@ class NetSuiteRecordUpsertOperator(BaseOperator):
         concurrency limit.
     :param batch: Send asynchronous batches of up to 100 records (one job per batch) instead of one
         request per record.
-    :param resend_uncertain: In create mode, send again records whose creation an earlier crash left
-        uncertain (they may then exist twice).
+    :param resend_uncertain: Send again records whose write an earlier crash left uncertain: creates, and
+        updates that add lines to a sublist not named in ``replace`` (they may then exist, or the lines be
+        appended, twice).
     :param netsuite_conn_id: The NetSuite connection (templated).
     """
 
@@ -136,6 +137,11 @@ class NetSuiteRecordUpsertOperator(BaseOperator):
             raise ValueError(
                 "failure_path is required in create mode for list input: its checkpoint is what keeps a "
                 "task retry from creating records twice"
+            )
+        if self.mode == "update":
+            self.log.warning(
+                "No failure_path for list input: no checkpoint is kept, so a task retry sends every update "
+                "again, and NetSuite appends the lines of sublists not named in replace a second time"
             )
         return None
 
