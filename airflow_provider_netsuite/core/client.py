@@ -125,6 +125,7 @@ class _Expected:
     json: bool
     check_body: Callable[[Any], str | None] | None
     retry_transient: bool
+    accept_text: bool = False
 
 
 class _Retryable(Exception):
@@ -265,6 +266,7 @@ class NetSuiteClient:
         expect_json: bool = False,
         retry_transient: bool = True,
         check_body: Callable[[Any], str | None] | None = None,
+        accept_text: bool = False,
     ) -> requests.Response:
         """Send one request, retrying transient failures; return the successful response.
 
@@ -275,6 +277,8 @@ class NetSuiteClient:
             anything).
         :param check_body: with ``expect_json``, called with the parsed 2xx body; a returned reason makes the
             answer incomplete, retried like a cut-short body. An empty body is then incomplete too.
+        :param accept_text: with ``expect_json``, a 2xx body that neither claims to be JSON nor is an HTML
+            page (plain text) is accepted as it is; JSON cut short and HTML pages stay incomplete.
         :raises NetSuiteConcurrencyLimitError: concurrency refusals (429 or a concurrency error code)
             persisted after every retry.
         :raises NetSuiteTransientError: 5xx answers, timeouts or broken connections persisted.
@@ -285,7 +289,7 @@ class NetSuiteClient:
         state = {"reauthenticated": False}
         send_headers = {"Accept": "application/json", **(headers or {})}
         kwargs = {"params": params, "json": json, "data": data, "headers": send_headers}
-        expected = _Expected(expect_json or check_body is not None, check_body, retry_transient)
+        expected = _Expected(expect_json or check_body is not None, check_body, retry_transient, accept_text)
         retrying = Retrying(
             stop=self._should_stop,
             wait=self._wait,
@@ -441,6 +445,8 @@ class NetSuiteClient:
         """Parse a 2xx JSON body once, keeping it for request_json; raise when it is incomplete."""
         if not response.content and expected.check_body is None:
             return
+        if expected.accept_text and not _claims_json_or_html(response):
+            return
         try:
             body = jsonlib.loads(response.content)
         except ValueError:
@@ -512,3 +518,11 @@ class NetSuiteClient:
             )
 
         return before_sleep
+
+
+def _claims_json_or_html(response: requests.Response) -> bool:
+    """Tell whether a body says it is JSON (by its content type) or is an HTML page."""
+    content_type = response.headers.get("Content-Type", "").lower()
+    if "json" in content_type or "html" in content_type:
+        return True
+    return response.content.lstrip()[:1] in (b"{", b"[", b"<")

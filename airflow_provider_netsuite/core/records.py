@@ -1032,14 +1032,18 @@ class RecordWriter:
 
         A 429 is always repeated (NetSuite refused the request before doing anything); a 5xx, a timeout or
         a broken connection only for a repeatable record (an upsert, an update adding no sublist lines).
-        NetSuite answers a write with 204 and no body, sometimes 201; any 2xx is success whatever its body
-        (JSON, text, HTML or none), and the record ID is read from it where it can be.
+        NetSuite answers a write with 204 and no body, sometimes 201 with the record as JSON; a 2xx with no
+        body, complete JSON or plain text is success, and the record ID is read from it where it can be.
+        An HTML page or JSON cut short is not NetSuite's answer (a proxy or a broken connection gave it, and
+        the write may not have happened): it is treated like a 5xx.
         """
         return self.call(
             _METHODS[self.mode],
             self.record_path(prepared.key),
             data=prepared.payload,
             retry_transient=prepared.repeatable,
+            expect_json=True,
+            accept_text=True,
         )
 
     def get_json(self, path: str, retry_transient: bool = True) -> dict[str, Any]:

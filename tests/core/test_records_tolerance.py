@@ -87,16 +87,14 @@ def checkpoint_ids(tmp_path: Path) -> list[str | None]:
     return [internal for part in parts for _, _, internal in json.loads(part.read_text())["succeeded"]]
 
 
-# -- any 2xx is success, whatever its body ----------------------------------------------------------------
+# -- a 2xx with no body, JSON or plain text is success; HTML or JSON cut short is not NetSuite's answer ----
 
 
 @pytest.mark.parametrize(
     ("answer", "internal_id"),
     [
         ((201, b"Created", {"Content-Type": "text/plain", "Location": f"{RECORD}/647"}), "647"),
-        ((201, b"<html><body>Created</body></html>", {"Content-Type": "text/html"}), None),
         ((200, b"", {}), None),
-        ((201, b'{"id": "648"', {"Content-Type": "application/json"}), None),  # cut short: still written
         ((201, b'{"id": 649}', {"Content-Type": "application/json"}), "649"),
         ((204, b"", {"location": f"{RECORD}/650"}), "650"),
     ],
@@ -111,6 +109,34 @@ def test_any_2xx_answer_is_success_sent_once(tmp_path, mode, answer, internal_id
     assert (result.succeeded, result.failed) == (1, 0)
     assert len(transport.requests) == 1
     assert checkpoint_ids(tmp_path) == [internal_id]
+
+
+SUSPECT_ANSWERS = [
+    (200, b"<html><body>Scheduled maintenance</body></html>", {"Content-Type": "text/html"}),
+    (201, b'{"id": "648"', {"Content-Type": "application/json"}),
+]
+
+
+@pytest.mark.parametrize("suspect", SUSPECT_ANSWERS)
+@pytest.mark.parametrize("mode", ["upsert", "update"])
+def test_html_or_cut_short_2xx_is_retried_for_repeatable_writes(tmp_path, mode, suspect):
+    transport = ScriptedNetSuite(suspect, NO_CONTENT)
+    record = {"externalId": "CUST-1", "id": "42", "companyName": "Acme"}
+
+    result = writer(client_for(transport), tmp_path, mode=mode).write([record])
+
+    assert (result.succeeded, result.failed) == (1, 0)
+    assert len(transport.requests) == 2
+
+
+@pytest.mark.parametrize("suspect", SUSPECT_ANSWERS)
+def test_html_or_cut_short_2xx_stops_a_create_instead_of_counting_it(tmp_path, suspect):
+    transport = ScriptedNetSuite(suspect, NO_CONTENT)
+
+    with pytest.raises(NetSuiteTransientError):
+        writer(client_for(transport), tmp_path, mode="create").write([{"companyName": "Acme"}])
+
+    assert len(transport.requests) == 1
 
 
 def test_written_record_id_reads_location_then_a_json_body():
