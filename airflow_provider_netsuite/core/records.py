@@ -74,6 +74,8 @@ INTERNAL_ID_PATTERN = re.compile(r"[0-9]{1,20}")
 SUBLIST_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
 
 _METHODS = {"upsert": "PUT", "create": "POST", "update": "PATCH"}
+#: Submissions of one batch answered 2xx without a job ``Location`` before the run stops.
+SUBMIT_ATTEMPTS = 4
 _RUN_NAMESPACE = uuid.UUID("3f0b6a8e-5c1d-4f57-9a55-6b1f0c2e7d41")
 
 
@@ -745,24 +747,46 @@ class BatchSender:
             "X-NetSuite-Idempotency-Key": key,
         }
         payload = json.dumps({"items": [writer.batch_item(p) for p in records]}, ensure_ascii=False)
-        try:
-            response = writer.call(
-                _METHODS[writer.mode], writer.collection_path(), data=payload.encode("utf-8"), headers=headers
-            )
-            location = response.headers.get("Location")
-        except NetSuiteAPIError as exc:
-            location = _header(exc.headers, "Location") if exc.code == "IDEMPOTENCY_ERROR" else None
-            if not location:
-                raise
-            log.info("batch chunk %d was submitted before; following its job", chunk)
-        if not location:
-            raise NetSuiteTransientError(
-                "NetSuite accepted an asynchronous batch without a Location header", status=202
-            )
+        location = self._post_batch(chunk, payload.encode("utf-8"), headers)
         job = relative_path(location)
         if writer.checkpoint is not None:
             writer.checkpoint.write("job", **recorded, job=job)
         return job
+
+    def _post_batch(self, chunk: int, payload: bytes, headers: dict[str, str]) -> str:
+        """Submit a batch and return its job's ``Location``, following an earlier submission's job.
+
+        NetSuite accepts a batch with 202 and ``Location``. A 2xx without ``Location`` (a proxy's page, an
+        answer cut short) says nothing about the job, so the same submission is sent again: its idempotency
+        key makes NetSuite answer ``IDEMPOTENCY_ERROR`` with the earlier job if the first one was accepted.
+        """
+        writer = self.writer
+        for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+            try:
+                response = writer.call(
+                    _METHODS[writer.mode], writer.collection_path(), data=payload, headers=headers
+                )
+                location = response.headers.get("Location")
+            except NetSuiteAPIError as exc:
+                location = _header(exc.headers, "Location") if exc.code == "IDEMPOTENCY_ERROR" else None
+                if not location:
+                    raise
+                log.info("batch chunk %d was submitted before; following its job", chunk)
+            if location:
+                return location
+            log.warning(
+                "NetSuite answered batch chunk %d with HTTP %d and no Location (attempt %d of %d); "
+                "submitting it again with the same idempotency key",
+                chunk,
+                response.status_code,
+                attempt,
+                SUBMIT_ATTEMPTS,
+            )
+            writer.sleep(writer.poll_interval * attempt)
+        raise NetSuiteTransientError(
+            f"NetSuite accepted batch chunk {chunk} {SUBMIT_ATTEMPTS} times without a Location header",
+            status=202,
+        )
 
     def _wait(self, job: str) -> None:
         writer = self.writer

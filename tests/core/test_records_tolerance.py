@@ -284,3 +284,39 @@ def test_batch_upsert_item_carries_the_external_id_once(tmp_path):
     assert result.succeeded == 1
     [submit] = fake.write_calls()
     assert submit.body()["items"] == [{"companyName": "Acme", "externalId": "CUST-1"}]
+
+
+# -- a batch accepted without a job Location is submitted again under the same idempotency key -----------
+
+
+class LocationLosingRecordService(FakeRecordService):
+    """Answers the first batch submission 200 without ``Location``, after accepting it or not."""
+
+    def __init__(self, *, accept_first: bool, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.accept_first = accept_first
+        self.submissions = 0
+
+    def _batch(self, method, record_type, headers, data):
+        self.submissions += 1
+        if self.submissions > 1:
+            return super()._batch(method, record_type, headers, data)
+        if self.accept_first:
+            super()._batch(method, record_type, headers, data)
+        response = requests.Response()
+        response.status_code, response._content = 200, b"<html><body>OK</body></html>"
+        return response
+
+
+@pytest.mark.parametrize("accept_first", [True, False])
+def test_batch_answer_without_location_is_submitted_again_with_the_same_key(tmp_path, accept_first):
+    fake = LocationLosingRecordService(accept_first=accept_first)
+    records = [{"externalId": f"CUST-{n}", "companyName": f"Acme {n}"} for n in range(5)]
+
+    result = writer(fake, tmp_path, mode="upsert", batch=True).write(records)
+
+    assert (result.succeeded, result.failed) == (5, 0)
+    keys = [call.headers["X-NetSuite-Idempotency-Key"] for call in fake.write_calls()]
+    assert len(keys) == 2
+    assert keys[0] == keys[1]
+    assert len(fake.jobs) == 1  # followed the accepted job, or made it on the second try: never two jobs
