@@ -185,13 +185,15 @@ def test_outage_in_the_middle_of_an_extract_leaves_no_partial_file(
 
 def test_tokens_that_stop_working_early_lose_and_repeat_no_page(module_emulator, module_extra, big_table):
     """Tokens refused 1 s after minting (``expires_in`` still says 3600) during a long extract with faults."""
+    # 80 pages of 250 rows, 100 ms each, 4 at a time: at least 2 s, so a token dies mid-extract however
+    # fast the machine is.
     module_emulator.configure(
-        latency_ms=15, faults={**FAULT_MIX, "rate": 0.1, "token_early_expiry_seconds": 1.0}
+        latency_ms=100, faults={**FAULT_MIX, "rate": 0.1, "token_early_expiry_seconds": 1.0}
     )
     config = ConnectionConfig.from_extra(module_extra)
     retry = RetryPolicy(max_attempts=10, backoff_base=0.05, backoff_cap=0.5)
     with NetSuiteClient(config, max_concurrency=4, retry=retry) as client:
-        extract = SuiteQLExtract(client, "SELECT id FROM rel_extract WHERE id <= 20000", page_size=500)
+        extract = SuiteQLExtract(client, "SELECT id FROM rel_extract WHERE id <= 20000", page_size=250)
         ids = [int(row["id"]) for page in extract.pages() for row in page]
         stats = client.stats
 
