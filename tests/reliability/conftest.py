@@ -22,6 +22,10 @@ ALL_KINDS = {"429": 1, "500": 1, "502": 1, "503": 1, "reset": 1, "truncate": 1, 
 #: 30 % of requests fail transiently. The HTML page comes with status 200 (the harder case, and without
 #: the maintenance page's ``Retry-After: 60``, which the client honours and would make the suite slow).
 FAULT_MIX = {"seed": 7, "rate": 0.3, "kinds": ALL_KINDS, "html_status": 200}
+#: Retries for runs under FAULT_MIX: with the default 7, one request in about 4,500 meets 8 faults in a row
+#: (0.3 ** 7 after the first), which over a few hundred requests fails a run now and then; with 15 it is
+#: one in about 70 million.
+PATIENT_RETRIES = {"max_retries": 15, "max_retry_wait": 300}
 
 
 @pytest.fixture(scope="module")

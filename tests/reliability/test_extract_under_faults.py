@@ -19,7 +19,7 @@ from airflow_provider_netsuite.core.config import ConnectionConfig
 from airflow_provider_netsuite.core.errors import NetSuiteConcurrencyLimitError, NetSuiteTransientError
 from airflow_provider_netsuite.core.suiteql import SuiteQLExtract, SuiteQLExtractError
 from airflow_provider_netsuite.operators.suiteql import NetSuiteSuiteQLOperator
-from tests.reliability.conftest import ALL_KINDS, FAULT_MIX, files_in, use_connection
+from tests.reliability.conftest import ALL_KINDS, FAULT_MIX, PATIENT_RETRIES, files_in, use_connection
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fast_backoff")]
 
@@ -74,7 +74,10 @@ def test_10k_rows_under_30_percent_faults_arrive_exactly_once(
     output = tmp_path / "out" / "rows.jsonl"
 
     summary = run_extract(
-        monkeypatch, module_extra, output, "SELECT id, companyname FROM rel_extract WHERE id <= 10000"
+        monkeypatch,
+        {**module_extra, **PATIENT_RETRIES},
+        output,
+        "SELECT id, companyname FROM rel_extract WHERE id <= 10000",
     )
 
     check_exactly_once(output, range(1, 10_001))
@@ -93,7 +96,7 @@ def test_10k_rows_key_ordered_paging_under_faults(
 
     summary = run_extract(
         monkeypatch,
-        module_extra,
+        {**module_extra, **PATIENT_RETRIES},
         output,
         "SELECT id, companyname FROM rel_extract WHERE id <= 10000 ORDER BY companyname",
         strategy="keyset",
@@ -109,7 +112,8 @@ def test_150k_rows_past_the_offset_cap_under_faults_arrive_exactly_once(
     module_emulator.configure(faults=FAULT_MIX)
     output = tmp_path / "rows.jsonl"
 
-    summary = run_extract(monkeypatch, module_extra, output, "SELECT id, companyname FROM rel_extract")
+    extra = {**module_extra, **PATIENT_RETRIES}
+    summary = run_extract(monkeypatch, extra, output, "SELECT id, companyname FROM rel_extract")
 
     check_exactly_once(output, range(1, ROWS + 1))
     assert summary["strategy"] in ("key_ranges", "keyset")

@@ -17,7 +17,7 @@ import pytest
 
 from airflow_provider_netsuite.core.errors import NetSuiteTransientError
 from airflow_provider_netsuite.operators.records import NetSuiteRecordUpsertOperator
-from tests.reliability.conftest import FAULT_MIX, RequestLog, use_connection
+from tests.reliability.conftest import FAULT_MIX, PATIENT_RETRIES, RequestLog, use_connection
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fast_backoff")]
 
@@ -25,7 +25,6 @@ RECORDS = 150
 PERMANENT = ("REL-0007", "REL-0041", "REL-0077", "REL-0102", "REL-0149")
 TRANSIENT = ("REL-0010", "REL-0120")
 BAD_IDS = ("bad id!", "semi;colon", "slash/id")
-PATIENT_RETRIES = {"max_retries": 10, "max_retry_wait": 300}
 
 
 @pytest.fixture(autouse=True)
