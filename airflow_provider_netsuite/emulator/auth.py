@@ -122,6 +122,7 @@ class IssuedToken:
     certificate_id: str
     scopes: frozenset[str]
     expires_at: float
+    issued_at: float = 0.0
 
 
 class AssertionVerifier:
@@ -293,9 +294,21 @@ class TokenIssuer:
         with self._lock:
             self._issued = {key: item for key, item in self._issued.items() if item.expires_at > now}
             self._issued[token_id] = IssuedToken(
-                certificate.client_id, certificate.certificate_id, scopes, now + lifetime
+                certificate.client_id, certificate.certificate_id, scopes, now + lifetime, now
             )
         return token
+
+    def issued_at(self, token: str) -> float | None:
+        """Return when a token this emulator issued was minted, to the sub-second (its ``iat`` is whole
+        seconds); ``None`` for a token it did not issue or cannot read.
+        """
+        try:
+            token_id = jwt.decode(token, options={"verify_signature": False})["jti"]
+        except (jwt.exceptions.PyJWTError, KeyError, TypeError, ValueError):
+            return None
+        with self._lock:
+            issued = self._issued.get(token_id)
+        return issued.issued_at if issued is not None else None
 
     def check(self, token: str) -> tuple[Principal | None, str]:
         """Return the principal of a valid token, or ``None`` and the audit-trail reason."""
