@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from airflow_provider_netsuite.core.errors import NetSuiteConfigError
 
 MAX_KEY_BYTES = 64 * 1024
-MIN_RSA_BITS = 3072
 #: The only RSA modulus sizes NetSuite's M2M setup accepts (not "at least 3072": 3584 or 8192 are refused).
 RSA_KEY_SIZES = (3072, 4096)
 RSA_ALGORITHMS = ("PS256", "PS384", "PS512")
