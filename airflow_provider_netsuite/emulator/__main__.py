@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -130,9 +131,7 @@ def _serve(arguments: argparse.Namespace) -> int:
         }
     )
     app = create_app(arguments.state_dir, account_id=arguments.account_id, config=config, seed=arguments.seed)
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", arguments.port))
+    listener = loopback_listener(arguments.port)
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, backlog=2048)
     )
@@ -140,9 +139,25 @@ def _serve(arguments: argparse.Namespace) -> int:
     # process exit with status 0 after a clean shutdown.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: None)
+    # What exists now (FastAPI, pydantic, the routes) lives as long as the server: keep it out of the full
+    # collections that the objects of every SuiteQL page set off, each of which would stall all requests.
+    gc.freeze()
     asyncio.run(_run_server(server, listener, arguments.port_file))
     log.info("NetSuite emulator stopped")
     return 0
+
+
+def loopback_listener(port: int) -> socket.socket:
+    """Return a TCP socket bound to ``127.0.0.1:port`` (0 for any free port), for uvicorn to listen on.
+
+    The protocol is named explicitly: asyncio turns Nagle's algorithm off (``TCP_NODELAY``) only on
+    connections whose socket says TCP, and with it on, an answer written in two parts waits about 40 ms
+    for the client's delayed ACK.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    return listener
 
 
 def _faults_setting(flag: str | None) -> dict:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ import jwt
 import pytest
 import requests
 
+from airflow_provider_netsuite.emulator.__main__ import loopback_listener
 from airflow_provider_netsuite.emulator.errors import error_body
 from tests.conftest import CLIENT_ID, start_emulator
 
@@ -292,3 +295,26 @@ def test_cli_rejects_unknown_command(tmp_path):
     )
 
     assert result.returncode != 0
+
+
+def test_served_connections_have_nagle_off():
+    """Answers written in two parts must not wait for the client's delayed ACK (about 40 ms each)."""
+    listener = loopback_listener(0)
+    port = listener.getsockname()[1]
+    seen: list[int] = []
+
+    async def serve_one() -> None:
+        async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connection = writer.get_extra_info("socket")
+            seen.append(connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(accepted, sock=listener)
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await reader.read()
+            writer.close()
+
+    asyncio.run(serve_one())
+    assert seen
+    assert seen[0] != 0
