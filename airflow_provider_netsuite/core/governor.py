@@ -53,7 +53,7 @@ class ConcurrencyGovernor:
         finally:
             with self._condition:
                 self._in_flight -= 1
-                self._condition.notify_all()
+                self._condition.notify()  # one slot is free: wake one waiter, not all of them
 
     def on_throttled(self) -> None:
         """Halve the cap (not below 1) after NetSuite answered 429."""

@@ -31,6 +31,7 @@ from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 from airflow_provider_netsuite.core.errors import NetSuiteAPIError, NetSuiteError
+from airflow_provider_netsuite.core.heap import frozen_heap
 
 RESULT_CAP = 100_000
 MAX_PAGE_SIZE = 1000
@@ -261,15 +262,12 @@ class _Extract:
 
     @property
     def workers(self) -> int:
-        """Threads fetching pages: ``window`` when the client's governor caps requests in flight.
+        """Threads fetching pages: one per request slot.
 
-        A thread parses a page's JSON after its request returned, outside the governor's slot; with twice
-        as many threads as slots another request uses the slot meanwhile. A client without a governor (or
-        with a higher cap) gets ``max_concurrency`` threads, as the pool is then the only cap.
+        A thread that finishes a request goes straight on to the next one; more threads than slots
+        measured slower (0.77 of the ideal instead of 0.86 at 250,000 rows), because every handover of a
+        freed slot to a waiting thread waits for the GIL.
         """
-        cap = getattr(getattr(self.client, "governor", None), "max_concurrency", None)
-        if isinstance(cap, int) and cap <= self.max_concurrency:
-            return self.window
         return self.max_concurrency
 
     def fetch(self, query: str, params: list[Any], offset: int, limit: int | None = None) -> dict[str, Any]:
@@ -717,6 +715,10 @@ class SuiteQLExtract:
         :raises SuiteQLExtractError: on an empty page while rows are expected, a row count different from
             ``totalResults``, or keys out of order across pages.
         """
+        with frozen_heap():
+            yield from self._pages()
+
+    def _pages(self) -> Iterator[list[dict[str, Any]]]:
         started = time.monotonic()
         retries_before = self._client_retries()
         strategy, first = self._plan()

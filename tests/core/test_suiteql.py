@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -109,14 +110,32 @@ def test_offset_paging_parallel_exactly_once_in_order():
     assert 1 < fake.stats.max_in_flight <= 6
 
 
-def test_pool_of_twice_the_concurrency_keeps_requests_in_flight_capped():
-    # The governor caps requests in flight; the pool has twice as many threads, parsing outside the slot.
+def test_pool_has_one_thread_per_request_slot():
+    # More threads than governor slots only hand freed slots from thread to thread, each handover waiting
+    # for the GIL: the pool is the concurrency, and the governor caps it lower after 429s.
     fake = FakeNetSuite(make_rows(30_000), latency=0.004, parse_latency=0.002, max_concurrency=3, seed=5)
     extract = SuiteQLExtract(fake, QUERY, max_concurrency=3)
     assert ids_of(extract_all(extract)) == list(range(1, 30_001))
     assert fake.governor.peak_in_flight == 3
     assert fake.stats.max_in_flight == 3
-    assert len({name for name in fake.threads if name.startswith("suiteql")}) == 6
+    assert len({name for name in fake.threads if name.startswith("suiteql")}) == 3
+
+
+def test_heap_is_frozen_while_pages_are_read_and_thawed_after():
+    fake = FakeNetSuite(make_rows(5_000), latency=0.001, seed=3)
+    frozen_during: list[int] = []
+    extract = SuiteQLExtract(fake, QUERY, max_concurrency=2)
+    for _ in extract.pages():
+        frozen_during.append(gc.get_freeze_count())
+    assert frozen_during
+    assert min(frozen_during) > 0
+    assert gc.get_freeze_count() == 0
+
+    stopped = SuiteQLExtract(fake, QUERY, max_concurrency=2).pages()
+    next(stopped)
+    assert gc.get_freeze_count() > 0
+    stopped.close()  # a consumer that stops early (or fails) thaws it too
+    assert gc.get_freeze_count() == 0
 
 
 def test_pool_stays_at_the_concurrency_without_a_governor():
