@@ -778,3 +778,63 @@ def test_tba_client_401_is_not_repeated(recorder):
     assert len(fake.data_requests) == 1
     assert "ts-secret-3" not in str(info.value)
     assert "consumer key ck-abc" in str(info.value)
+
+
+def test_environment_proxy_and_ca_bundle_read_once_and_applied_to_every_request(
+    config, fake, recorder, monkeypatch, tmp_path
+):
+    bundle = tmp_path / "corporate-ca.pem"
+    bundle.write_text("not read by the fake adapter")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    sent: list[dict] = []
+    answer = fake.send
+
+    def recording_send(request, **kwargs):
+        sent.append(kwargs)
+        return answer(request, **kwargs)
+
+    monkeypatch.setattr(fake, "send", recording_send)
+    with NetSuiteClient(config, token_cache=TokenCache(), sleep=recorder.sleep) as client:
+        client.session.mount("https://", fake)
+        # Changed after the client was made: requests would read it on every request, the client does not.
+        monkeypatch.setenv("HTTPS_PROXY", "http://elsewhere.example:1")
+        client.suiteql_page("SELECT id FROM customer")
+        client.suiteql_page("SELECT id FROM customer")
+
+    assert len(sent) == 3  # the token, then two pages
+    assert all(kwargs["proxies"].get("https") == "http://proxy.example:3128" for kwargs in sent), sent
+    assert all(kwargs["verify"] == str(bundle) for kwargs in sent), sent
+
+
+def test_environment_no_proxy_and_verify_tls_off_respected(rsa_keypair, fake, recorder, monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    config = ConnectionConfig.from_extra(
+        {
+            "account_id": "1234567-sb1",
+            "client_id": CLIENT_ID,
+            "certificate_id": CERT_ID,
+            "private_key": rsa_keypair.private_key,
+            "base_url": "http://127.0.0.1:9",
+            "verify_tls": False,
+        }
+    )
+    sent: list[dict] = []
+    answer = fake.send
+
+    def recording_send(request, **kwargs):
+        sent.append(kwargs)
+        return answer(request, **kwargs)
+
+    monkeypatch.setattr(fake, "send", recording_send)
+    with NetSuiteClient(config, token_cache=TokenCache(), sleep=recorder.sleep) as client:
+        client.session.mount("http://", fake)
+        client.suiteql_page("SELECT id FROM customer")
+
+    assert sent
+    assert all(not kwargs["proxies"].get("http") for kwargs in sent), sent
+    assert all(kwargs["verify"] is False for kwargs in sent), sent
