@@ -455,8 +455,9 @@ class KeyRangePartitions(PagingStrategy):
         {"count": 1, "hasMore": false, "offset": 0, "totalResults": 1,
          "items": [{"links": [], "lo": "1", "hi": "150000", "n": "150000"}]}
 
-    then each range ``[lo, hi)`` is paged by offset over ``WHERE k >= ? AND k < ?`` until ``hasMore`` is
-    false. A range that still holds more than 100,000 results (very skewed keys) is halved until it fits.
+    then the planner's first page (the lowest keys) is yielded and each range ``[lo, hi)`` after its last
+    key is paged by offset over ``WHERE k >= ? AND k < ?`` until ``hasMore`` is false. A range that still
+    holds more than 100,000 results (very skewed keys) is halved until it fits.
     """
 
     name = "key_ranges"
@@ -471,7 +472,15 @@ class KeyRangePartitions(PagingStrategy):
         if count == 0:
             return
         low, high = int(row["lo"]), int(row["hi"])
-        width = max(1, math.ceil((high - low + 1) * ex.page_size / count))
+        items = first_page["items"]
+        remaining = count
+        if items:
+            # The planner's first page holds the lowest keys already: the ranges start after its last.
+            yield items
+            low, remaining = int(items[-1][key.lower()]) + 1, count - len(items)
+            if low > high or remaining <= 0:
+                return
+        width = max(1, math.ceil((high - low + 1) * ex.page_size / remaining))
         ranges = [(start, min(start + width, high + 1)) for start in range(low, high + 1, width)]
         ex.log.info(
             "SuiteQL key ranges: %s from %s to %s, %d rows in %d ranges of width %d",

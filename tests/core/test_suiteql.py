@@ -17,6 +17,7 @@ from airflow_provider_netsuite.core.suiteql import (
     keyset_params,
     keyset_predicate,
     ordered_parallel,
+    range_predicate,
     strip_order_by,
     wrap_query,
 )
@@ -275,6 +276,22 @@ def test_auto_switches_to_key_ranges_above_the_cap(big_rows):
     assert extract.strategy == "key_ranges"
     assert ids == list(range(10, 10 + 3 * 150_000, 3))
     assert extract.stats.rows == 150_000
+
+
+def test_key_ranges_start_after_the_planners_first_page(big_rows):
+    ranges: list[tuple[int, int]] = []
+
+    def record(fake, query, params, offset):
+        if range_predicate("id") in query:
+            ranges.append((int(params[0]), int(params[1])))
+
+    fake = FakeNetSuite(big_rows, on_request=record)
+    extract = SuiteQLExtract(fake, QUERY, max_concurrency=4)
+    ids = ids_of(extract_all(extract))
+    assert ids == list(range(10, 10 + 3 * 150_000, 3))
+    first_page_last_key = 10 + 3 * 999
+    assert min(start for start, _ in ranges) == first_page_last_key + 1  # no key fetched twice
+    assert extract.stats.requests == 2 + len(ranges)  # the first page, the key statistics, the ranges
 
 
 def test_forced_keyset_extracts_every_key_once(big_rows):
