@@ -780,6 +780,19 @@ def test_tba_client_401_is_not_repeated(recorder):
     assert "consumer key ck-abc" in str(info.value)
 
 
+def _record_send_arguments(fake, monkeypatch) -> list[dict]:
+    """Record the keyword arguments (proxies, verify...) requests hands the adapter for every request."""
+    sent: list[dict] = []
+    answer = fake.send
+
+    def recording_send(request, **kwargs):
+        sent.append(kwargs)
+        return answer(request, **kwargs)
+
+    monkeypatch.setattr(fake, "send", recording_send)
+    return sent
+
+
 def test_environment_proxy_and_ca_bundle_read_once_and_applied_to_every_request(
     config, fake, recorder, monkeypatch, tmp_path
 ):
@@ -789,14 +802,7 @@ def test_environment_proxy_and_ca_bundle_read_once_and_applied_to_every_request(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    sent: list[dict] = []
-    answer = fake.send
-
-    def recording_send(request, **kwargs):
-        sent.append(kwargs)
-        return answer(request, **kwargs)
-
-    monkeypatch.setattr(fake, "send", recording_send)
+    sent = _record_send_arguments(fake, monkeypatch)
     with NetSuiteClient(config, token_cache=TokenCache(), sleep=recorder.sleep) as client:
         client.session.mount("https://", fake)
         # Changed after the client was made: requests would read it on every request, the client does not.
@@ -823,14 +829,7 @@ def test_environment_no_proxy_and_verify_tls_off_respected(rsa_keypair, fake, re
             "verify_tls": False,
         }
     )
-    sent: list[dict] = []
-    answer = fake.send
-
-    def recording_send(request, **kwargs):
-        sent.append(kwargs)
-        return answer(request, **kwargs)
-
-    monkeypatch.setattr(fake, "send", recording_send)
+    sent = _record_send_arguments(fake, monkeypatch)
     with NetSuiteClient(config, token_cache=TokenCache(), sleep=recorder.sleep) as client:
         client.session.mount("http://", fake)
         client.suiteql_page("SELECT id FROM customer")
