@@ -317,7 +317,7 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
                 data=form,
                 headers={"Accept": "application/json"},
                 timeout=self.config.timeout,
-                verify=self.config.requests_verify,
+                verify=self.config.verify_tls,
             )
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _TransientTokenFailure(type(exc).__name__) from None

@@ -171,6 +171,30 @@ def suiteql_page_problem(body: Any) -> str | None:
     return None
 
 
+class _Session(requests.Session):
+    """A ``requests.Session`` that reads the environment's proxy and CA-bundle settings once per origin.
+
+    requests reads them (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``...) for every request,
+    walking ``os.environ`` twice: a third of a request's CPU in an environment as large as an Airflow
+    worker's. A client sends every request to one origin, so the answer is kept, per origin and arguments.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple, dict[str, Any]] = {}
+
+    def merge_environment_settings(
+        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, stream, verify, cert, tuple(sorted((proxies or {}).items())))
+        settings = self._environment.get(key)
+        if settings is None:
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            self._environment[key] = settings
+        return {**settings, "proxies": dict(settings["proxies"])}
+
+
 class NetSuiteClient:
     """Send authenticated requests to one NetSuite account, with retries and a concurrency governor.
 
@@ -201,7 +225,7 @@ class NetSuiteClient:
             max_attempts=config.max_retries + 1, max_total_wait=config.max_retry_wait
         )
         self.governor = ConcurrencyGovernor(max_concurrency)
-        self.session = session or self._new_session(config, max_concurrency)
+        self.session = session or self._new_session(max_concurrency)
         self._sleep = sleep
         self._lock = threading.Lock()
         self._counts = {"requests": 0, "retries": 0, "throttled": 0, "unauthorized": 0}
@@ -214,19 +238,11 @@ class NetSuiteClient:
             )
 
     @staticmethod
-    def _new_session(config: ConnectionConfig, max_concurrency: int) -> requests.Session:
-        session = requests.Session()
+    def _new_session(max_concurrency: int) -> requests.Session:
+        session = _Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(max_concurrency, 10))
         session.mount("https://", adapter)
         session.mount("http://", adapter)
-        # Every request goes to base_url, so the proxy and CA bundle settings the environment gives for it
-        # (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE...) are read once here instead of on every request:
-        # requests walks os.environ twice a request, a third of its CPU in a large environment.
-        environment = session.merge_environment_settings(config.base_url, {}, None, None, None)
-        session.proxies.update(environment["proxies"])
-        if environment["verify"] is not None:
-            session.verify = environment["verify"]
-        session.trust_env = False
         return session
 
     def __enter__(self) -> NetSuiteClient:
@@ -405,7 +421,7 @@ class NetSuiteClient:
                     url,
                     auth=self.auth,
                     timeout=self.config.timeout,
-                    verify=self.config.requests_verify,
+                    verify=self.config.verify_tls,
                     **kwargs,
                 )
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:

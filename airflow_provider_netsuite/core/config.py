@@ -219,15 +219,6 @@ class ConnectionConfig:
         return self.account.token_url(self.base_url)
 
     @property
-    def requests_verify(self) -> bool | None:
-        """Return the ``verify`` argument for requests: ``False`` when ``verify_tls`` is off, else ``None``.
-
-        ``None`` lets the session decide what to verify against: the CA bundle the environment names
-        (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) or certifi's.
-        """
-        return None if self.verify_tls else False
-
-    @property
     def is_tba(self) -> bool:
         """Return whether the connection uses token-based authentication."""
         return self.auth_type == AUTH_TBA

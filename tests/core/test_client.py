@@ -805,9 +805,9 @@ def test_environment_proxy_and_ca_bundle_read_once_and_applied_to_every_request(
     sent = _record_send_arguments(fake, monkeypatch)
     with NetSuiteClient(config, token_cache=TokenCache(), sleep=recorder.sleep) as client:
         client.session.mount("https://", fake)
-        # Changed after the client was made: requests would read it on every request, the client does not.
-        monkeypatch.setenv("HTTPS_PROXY", "http://elsewhere.example:1")
         client.suiteql_page("SELECT id FROM customer")
+        # Changed after the first request: requests would read it on every request, the client does not.
+        monkeypatch.setenv("HTTPS_PROXY", "http://elsewhere.example:1")
         client.suiteql_page("SELECT id FROM customer")
 
     assert len(sent) == 3  # the token, then two pages
