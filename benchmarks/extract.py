@@ -5,8 +5,8 @@ with 100 ms latency per request and a concurrency limit of 5. For each table siz
 a fresh child process (so peak RSS is per run and comparable between sizes, and the emulator's CPU is not
 counted):
 
-* ``provider``: ``SuiteQLExtract`` + ``JsonlWriter`` to a local file at ``max_concurrency`` 4, the core of
-  ``NetSuiteSuiteQLOperator``;
+* ``provider``: ``SuiteQLExtract`` + ``JsonlWriter`` to a local file at ``max_concurrency`` 4 inside
+  ``frozen_heap()``, the core of ``NetSuiteSuiteQLOperator``;
 * ``plain_loop``: ``requests`` with a Bearer token, ``limit=1000``, ``offset += 1000`` until ``hasMore`` is
   false, writing JSONL; offsets stop at NetSuite's 100,000-result cap, so it reaches only 100,000 rows
   (``--peer-paging keyset`` makes it page ``WHERE id > last`` instead and reach every row, slowly);
@@ -52,6 +52,7 @@ def run_provider(payload: dict[str, Any]) -> dict[str, Any]:
     """Extract the table with SuiteQLExtract + JsonlWriter, as the operator does, and measure it."""
     from airflow_provider_netsuite.core.client import NetSuiteClient
     from airflow_provider_netsuite.core.config import ConnectionConfig
+    from airflow_provider_netsuite.core.heap import frozen_heap
     from airflow_provider_netsuite.core.suiteql import SuiteQLExtract
     from airflow_provider_netsuite.core.writers import JsonlWriter
 
@@ -62,8 +63,9 @@ def run_provider(payload: dict[str, Any]) -> dict[str, Any]:
         durations = _time_requests(client.session)
         extract = SuiteQLExtract(client, payload["query"], max_concurrency=concurrency)
         writer = JsonlWriter(f)
-        for page in extract.pages():
-            writer.write_page(page)
+        with frozen_heap():
+            for page in extract.pages():
+                writer.write_page(page)
         writer.close()
         stats = client.stats
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

@@ -7,6 +7,9 @@ and no new request is sent. :func:`frozen_heap` moves the objects that exist whe
 the collector's permanent generation (``gc.freeze``) and puts them back when it ends, so the collections
 in between walk only what the extract itself allocated. Garbage the block leaves is collected as usual
 once it ends; no object is kept alive by it.
+
+Use it as a ``with`` block around the loop over the pages, not inside a generator: a generator abandoned
+half way in a reference cycle would never be finalized while the heap is frozen, and so never thaw it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import gc
 import threading
 from collections.abc import Iterator
 
-_lock = threading.Lock()
+# Re-entrant: a collection run while the lock is held may finalize an object whose cleanup ends a block.
+_lock = threading.RLock()
 _depth = 0
 _froze = False
 

@@ -31,7 +31,6 @@ from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 from airflow_provider_netsuite.core.errors import NetSuiteAPIError, NetSuiteError
-from airflow_provider_netsuite.core.heap import frozen_heap
 
 RESULT_CAP = 100_000
 MAX_PAGE_SIZE = 1000
@@ -476,8 +475,8 @@ class KeyRangePartitions(PagingStrategy):
         remaining = count
         if items:
             # The planner's first page holds the lowest keys already: the ranges start after its last.
-            yield items
             low, remaining = int(items[-1][key.lower()]) + 1, count - len(items)
+            yield items
             if low > high or remaining <= 0:
                 return
         width = max(1, math.ceil((high - low + 1) * ex.page_size / remaining))
@@ -721,13 +720,12 @@ class SuiteQLExtract:
     def pages(self) -> Iterator[list[dict[str, Any]]]:
         """Yield the result's pages (lists of items as NetSuite sends them) in key order.
 
+        For a large extract, iterate inside :func:`~airflow_provider_netsuite.core.heap.frozen_heap`, as
+        the operator does, so that full garbage collections do not stall the requests in flight.
+
         :raises SuiteQLExtractError: on an empty page while rows are expected, a row count different from
             ``totalResults``, or keys out of order across pages.
         """
-        with frozen_heap():
-            yield from self._pages()
-
-    def _pages(self) -> Iterator[list[dict[str, Any]]]:
         started = time.monotonic()
         retries_before = self._client_retries()
         strategy, first = self._plan()

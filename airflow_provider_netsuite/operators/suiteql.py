@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_netsuite.core.heap import frozen_heap
 from airflow_provider_netsuite.core.partitions import check_key_range, key_range_query
 from airflow_provider_netsuite.core.suiteql import STRATEGIES, SuiteQLExtract
 from airflow_provider_netsuite.core.values import RowTyper
@@ -150,8 +151,9 @@ class NetSuiteSuiteQLOperator(BaseOperator):
 
         with publish_atomically(self.output_path) as temporary, temporary.open("wb") as fileobj:
             writer = make_writer(self.output_format, fileobj, compression=self.compression, **options)
-            for page in extract.pages():
-                writer.write_page(typer.type_page(page) if typer else page)
+            with frozen_heap():
+                for page in extract.pages():
+                    writer.write_page(typer.type_page(page) if typer else page)
             writer.close()
 
         stats = extract.stats

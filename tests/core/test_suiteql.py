@@ -122,23 +122,6 @@ def test_pool_has_one_thread_per_request_slot():
     assert len({name for name in fake.threads if name.startswith("suiteql")}) == 3
 
 
-def test_heap_is_frozen_while_pages_are_read_and_thawed_after():
-    fake = FakeNetSuite(make_rows(5_000), latency=0.001, seed=3)
-    frozen_during: list[int] = []
-    extract = SuiteQLExtract(fake, QUERY, max_concurrency=2)
-    for _ in extract.pages():
-        frozen_during.append(gc.get_freeze_count())
-    assert frozen_during
-    assert min(frozen_during) > 0
-    assert gc.get_freeze_count() == 0
-
-    stopped = SuiteQLExtract(fake, QUERY, max_concurrency=2).pages()
-    next(stopped)
-    assert gc.get_freeze_count() > 0
-    stopped.close()  # a consumer that stops early (or fails) thaws it too
-    assert gc.get_freeze_count() == 0
-
-
 def test_pool_stays_at_the_concurrency_without_a_governor():
     fake = FakeNetSuite(make_rows(20_000), latency=0.004, seed=5)
     extract_all(SuiteQLExtract(fake, QUERY, max_concurrency=3))
@@ -497,6 +480,24 @@ def test_operator_failure_leaves_the_existing_target_untouched(tmp_path, operato
         operator.execute({})
     assert target.read_text() == "previous run\n"
     assert [p.name for p in tmp_path.iterdir()] == ["customers.csv"]
+
+
+def test_operator_reads_pages_with_the_heap_frozen_and_thaws_it_after(tmp_path, operator_with_fake):
+    operator_class, fakes = operator_with_fake
+    frozen_at_requests: list[int] = []
+    fakes["client"] = FakeNetSuite(
+        make_rows(5_000), on_request=lambda f, q, p, o: frozen_at_requests.append(gc.get_freeze_count())
+    )
+    operator = operator_class(task_id="extract", query=QUERY, output_path=str(tmp_path / "c.jsonl"))
+    assert operator.execute({})["rows"] == 5_000
+    assert frozen_at_requests
+    assert min(frozen_at_requests) > 0
+    assert gc.get_freeze_count() == 0
+
+    fakes["client"] = FakeNetSuite(make_rows(5_000), empty_offsets=(2000,))
+    with pytest.raises(SuiteQLExtractError):
+        operator.execute({})
+    assert gc.get_freeze_count() == 0  # thawed when the extract fails too
 
 
 def test_operator_declares_templates():
