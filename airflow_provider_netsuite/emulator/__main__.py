@@ -141,6 +141,7 @@ def _serve(arguments: argparse.Namespace) -> int:
         signal.signal(stop_signal, lambda *_: None)
     # What exists now (FastAPI, pydantic, the routes) lives as long as the server: keep it out of the full
     # collections that the objects of every SuiteQL page set off, each of which would stall all requests.
+    gc.collect()
     gc.freeze()
     asyncio.run(_run_server(server, listener, arguments.port_file))
     log.info("NetSuite emulator stopped")

@@ -787,7 +787,7 @@ class SuiteQLEngine:
         """
         if not rows:
             return []
-        if len(set(keys)) < len(keys):
+        if len(set(keys)) < len(keys) or "links" in keys:
             return self._items_by_cell(keys, rows, date_keys)
         columns = [
             self._column_texts(column, key in date_keys)
@@ -827,7 +827,9 @@ class SuiteQLEngine:
     def _items_by_cell(
         self, keys: list[str], rows: list[tuple], date_keys: frozenset[str]
     ) -> list[dict[str, Any]]:
-        """Shape rows cell by cell, for results that name a column twice (a later non-null value wins)."""
+        """Shape rows cell by cell, for results that name a column twice (a later non-null value wins) or
+        name one ``links`` (the item keeps ``"links": []`` when the column is null).
+        """
         items = []
         for row in rows:
             item: dict[str, Any] = {"links": []}

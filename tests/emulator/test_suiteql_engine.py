@@ -437,3 +437,10 @@ def test_a_column_named_twice_keeps_the_later_non_null_value(engine):
     assert items
     assert all(list(item)[:2] == ["links", "id"] for item in items)
     assert len({item["id"] for item in items}) == len(items)  # the transaction's id, unique per row
+
+
+def test_a_column_named_links_does_not_replace_the_items_links(engine):
+    items, _ = engine.execute(
+        "SELECT id, CASE WHEN id = 1 THEN 'a' END AS links FROM customer WHERE id <= 2 ORDER BY id", None, 5, 0
+    )
+    assert items == [{"links": "a", "id": "1"}, {"links": [], "id": "2"}]
