@@ -73,6 +73,9 @@ class NetSuiteHook(BaseHook):
         """
         Run a SuiteQL query and yield its rows page by page, each row exactly once, in key order.
 
+        For a large result, loop inside :func:`~airflow_provider_netsuite.core.heap.frozen_heap` (as the
+        operator does), so that Python's full garbage collections do not stall the requests in flight.
+
         :param query: The SuiteQL query; it must select the key columns.
         :param params: Values for the query's ``?`` placeholders.
         :param key_columns: A unique key of the result, used to order and page it safely.

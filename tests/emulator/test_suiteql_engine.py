@@ -441,6 +441,9 @@ def test_a_column_named_twice_keeps_the_later_non_null_value(engine):
 
 def test_a_column_named_links_does_not_replace_the_items_links(engine):
     items, _ = engine.execute(
-        "SELECT id, CASE WHEN id = 1 THEN 'a' END AS links FROM customer WHERE id <= 2 ORDER BY id", None, 5, 0
+        "SELECT id, CASE WHEN id = 1 THEN 'a' END AS links FROM customer WHERE id <= 2 ORDER BY id",
+        None,
+        5,
+        0,
     )
     assert items == [{"links": "a", "id": "1"}, {"links": [], "id": "2"}]

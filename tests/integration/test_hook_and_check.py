@@ -7,6 +7,7 @@ run its ``main()`` in this process.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_netsuite.__main__ import main
+from airflow_provider_netsuite.core.heap import frozen_heap
 from airflow_provider_netsuite.hooks.netsuite import NetSuiteHook
 from tests.conftest import CLIENT_ID, make_keypair
 
@@ -115,6 +117,19 @@ def test_hook_test_connection_succeeds_and_names_the_account(emulator, airflow_c
     assert "1234567_SB1" in message
     assert "oauth2_client_credentials" in message
     assert emulator.stats()["requests"] > before  # it really asked NetSuite
+
+
+def test_hook_run_suiteql_inside_frozen_heap_yields_every_customer_once(emulator, airflow_conn_env):
+    pages = []
+    with frozen_heap():
+        for page in NetSuiteHook(max_concurrency=2).run_suiteql("SELECT id, companyname FROM customer"):
+            pages.append(page)
+            assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    ids = [int(item["id"]) for page in pages for item in page]
+    truth = emulator.query_db("SELECT id FROM customer ORDER BY id")
+    assert ids == [row["id"] for row in truth]
+    assert len(pages) == -(-len(ids) // 1000)
 
 
 def test_hook_test_connection_reports_a_damaged_key_without_echoing_it(
