@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ast
+import io
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +28,38 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "example_dags"))
 ACCOUNT_ID = "1234567_SB1"
 CLIENT_ID = "a" * 32 + "c1"
 SCOPES = ["rest_webservices", "restlets"]
+#: TBA connection extras for unit tests against fakes (nothing registers these with an emulator).
+TBA_EXTRA = {
+    "auth_type": "tba",
+    "account_id": "1234567-sb1",
+    "consumer_key": "ck-abc",
+    "consumer_secret": "cs-secret-1",
+    "token_id": "tid-secret-2",
+    "token_secret": "ts-secret-3",
+}
+#: NetSuite's answer when the account's concurrency limit is exceeded.
+CONCURRENCY_LIMIT_BODY = {
+    "type": "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html",
+    "title": "Bad Request",
+    "status": 429,
+    "o:errorCode": "USER_ERROR",
+    "o:errorDetails": [
+        {
+            "detail": "Concurrent request limit exceeded. Request blocked.",
+            "o:errorCode": "CONCURRENCY_LIMIT_EXCEEDED",
+        }
+    ],
+}
+#: The emulator's runtime settings as it starts (tests that change them put these back).
+EMULATOR_DEFAULTS = {
+    "concurrency_limit": 5,
+    "latency_ms": 0,
+    "jitter_ms": 0,
+    "retry_after": None,
+    "faults": {},
+}
+#: Anything shaped like a JWT (a client assertion or an access token).
+JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 
 
 @dataclass
@@ -130,6 +168,17 @@ class Emulator:
         self.registered.append(certificate_id)
         return keypair
 
+    def register_tba(self, credentials: dict[str, str]) -> dict[str, str]:
+        """Register a TBA token (``consumer_key``, ``consumer_secret``, ``token_id``, ``token_secret``)."""
+        self.cli(
+            "register-tba-token",
+            "--consumer-key", credentials["consumer_key"],
+            "--consumer-secret", credentials["consumer_secret"],
+            "--token-id", credentials["token_id"],
+            "--token-secret", credentials["token_secret"],
+        )  # fmt: skip
+        return dict(credentials)
+
     def admin(self, method: str, path: str, payload: dict | None = None) -> dict:
         response = requests.request(method, f"{self.base_url}/_emulator/{path}", json=payload, timeout=30)
         response.raise_for_status()
@@ -184,6 +233,28 @@ def stop_emulator(emulator: Emulator) -> None:
         emulator.process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         emulator.process.kill()
+
+
+@contextmanager
+def own_emulator(tmp_path_factory, name: str, **extra_changes) -> Iterator[Emulator]:
+    """Run an emulator of a module's own with a new EC key registered; stop it afterwards.
+
+    ``instance.extra`` holds connection extras pointing at it, with ``extra_changes`` added.
+    """
+    instance = start_emulator(tmp_path_factory.mktemp(f"{name}-emulator"))
+    try:
+        keypair = instance.register(make_keypair(tmp_path_factory.mktemp(f"{name}-keys"), "ec:prime256v1"))
+        instance.extra = {
+            "account_id": instance.account_id,
+            "client_id": CLIENT_ID,
+            "certificate_id": keypair.certificate_id,
+            "private_key": keypair.private_key,
+            "base_url": instance.base_url,
+            **extra_changes,
+        }
+        yield instance
+    finally:
+        stop_emulator(instance)
 
 
 @pytest.fixture(scope="session")
@@ -242,3 +313,45 @@ def airflow_db() -> Path:
         env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
     )
     return home
+
+
+# --- plain helpers shared by test modules ---------------------------------------------------------------
+
+
+def dags_test_result(dag_id: str, date: str, env: dict[str, str]) -> dict:
+    """Run ``airflow dags test`` for one date; return the ``NETSUITE_EXTRACT_RESULT`` the DAG printed."""
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id, date],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    line = next(line for line in run.stdout.splitlines() if "NETSUITE_EXTRACT_RESULT" in line)
+    return ast.literal_eval(line.split("NETSUITE_EXTRACT_RESULT", 1)[1].strip())
+
+
+def pem_body_lines(pem: str) -> list[str]:
+    """Return the non-empty lines of a PEM between its ``-----`` markers."""
+    return [line for line in pem.splitlines() if line and not line.startswith("-----")]
+
+
+def run_threads(threads: Iterable[threading.Thread]) -> None:
+    """Start every thread, then wait for each to finish."""
+    threads = list(threads)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def write_pages(writer_class, pages, **options) -> tuple[bytes, object]:
+    """Write ``pages`` into memory with ``writer_class``, check its byte count; return bytes and writer."""
+    buffer = io.BytesIO()
+    writer = writer_class(buffer, **options)
+    for page in pages:
+        writer.write_page(page)
+    writer.close()
+    assert writer.bytes_written == len(buffer.getvalue())
+    return buffer.getvalue(), writer

@@ -32,7 +32,7 @@ from airflow_provider_netsuite.core.errors import (
     NetSuiteTransientError,
 )
 from airflow_provider_netsuite.core.tokens import TokenCache
-from tests.conftest import CLIENT_ID
+from tests.conftest import CLIENT_ID, CONCURRENCY_LIMIT_BODY, TBA_EXTRA, run_threads
 
 BASE = "https://1234567-sb1.suitetalk.api.netsuite.com"
 TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
@@ -43,17 +43,7 @@ UNAUTHORIZED = {
     "status": 401,
     "o:errorDetails": [{"detail": "Invalid login attempt.", "o:errorCode": "INVALID_LOGIN"}],
 }
-THROTTLED = {
-    "title": "Bad Request",
-    "status": 429,
-    "o:errorCode": "USER_ERROR",
-    "o:errorDetails": [
-        {
-            "detail": "Concurrent request limit exceeded. Request blocked.",
-            "o:errorCode": "CONCURRENCY_LIMIT_EXCEEDED",
-        }
-    ],
-}
+THROTTLED = {name: value for name, value in CONCURRENCY_LIMIT_BODY.items() if name != "type"}
 
 
 def _response(request, status=200, body=None, headers=None, raw=None) -> requests.Response:
@@ -248,11 +238,7 @@ def test_20_threads_one_token(config, fake, recorder):
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_threads(threading.Thread(target=work) for _ in range(20))
     assert not errors
     assert len(fake.token_requests) == 1
 
@@ -276,6 +262,19 @@ EXPECTED_CAUSES = {
 }
 
 
+def _assert_refused_once(error, expected: list[str], rsa_keypair, fake, recorder) -> None:
+    """The token error names the IDs and ``expected`` but no secret; one token request, never retried."""
+    message = str(error)
+    for text in ["1234567_SB1", CLIENT_ID, CERT_ID, *expected]:
+        assert text in message
+    for secret in _secret_texts(rsa_keypair):
+        assert secret not in message
+    assert not any(masked in message for masked in recorder.masked)  # no assertion
+    assert len(fake.token_requests) == 1  # never retried
+    assert fake.data_requests == []
+    assert recorder.waits == []
+
+
 @pytest.mark.parametrize("code", sorted(EXPECTED_CAUSES))
 def test_token_error_codes(config, fake, recorder, rsa_keypair, code):
     status = 401 if code == "invalid_client" else 400
@@ -286,15 +285,7 @@ def test_token_error_codes(config, fake, recorder, rsa_keypair, code):
     error = info.value
     assert error.error == code
     assert error.status == status
-    message = str(error)
-    for expected in ["1234567_SB1", CLIENT_ID, CERT_ID, *EXPECTED_CAUSES[code]]:
-        assert expected in message
-    for secret in _secret_texts(rsa_keypair):
-        assert secret not in message
-    assert not any(masked in message for masked in recorder.masked)  # no assertion
-    assert len(fake.token_requests) == 1  # never retried
-    assert fake.data_requests == []
-    assert recorder.waits == []
+    _assert_refused_once(error, EXPECTED_CAUSES[code], rsa_keypair, fake, recorder)
 
 
 def _rest_error_body(status, code, detail, title="Unauthorized"):
@@ -353,15 +344,7 @@ def test_token_endpoint_rest_style_errors(config, fake, recorder, rsa_keypair, s
         _client(config, fake, recorder).request("GET", "/x")
     error = info.value
     assert (error.error, error.status) == (code, status)
-    message = str(error)
-    for text in ["1234567_SB1", CLIENT_ID, CERT_ID, "Login Audit Trail", *expected]:
-        assert text in message
-    for secret in _secret_texts(rsa_keypair):
-        assert secret not in message
-    assert not any(masked in message for masked in recorder.masked)  # no assertion
-    assert len(fake.token_requests) == 1  # never retried
-    assert fake.data_requests == []
-    assert recorder.waits == []
+    _assert_refused_once(error, ["Login Audit Trail", *expected], rsa_keypair, fake, recorder)
 
 
 def test_token_endpoint_rest_style_5xx_retried_and_described(config, fake, recorder):
@@ -467,11 +450,7 @@ def test_ten_threads_seeing_401_remint_once(config, fake, recorder):
         barrier.wait()
         results.append(client.request("GET", "/x").status_code)
 
-    threads = [threading.Thread(target=work) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_threads(threading.Thread(target=work) for _ in range(10))
     assert results == [200] * 10
     assert len(fake.token_requests) == 2
 
@@ -628,11 +607,7 @@ def test_governor_caps_requests_in_flight(config, fake, recorder):
         return original(request)
 
     fake._data = slow
-    threads = [threading.Thread(target=client.request, args=("GET", "/x")) for _ in range(15)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_threads(threading.Thread(target=client.request, args=("GET", "/x")) for _ in range(15))
     assert client.governor.peak_in_flight == 3
 
 
@@ -712,15 +687,6 @@ def test_over_loopback_http(rsa_keypair, tmp_path):
 
 
 # --- TBA ----------------------------------------------------------------------------------------------
-
-TBA_EXTRA = {
-    "auth_type": "tba",
-    "account_id": "1234567-sb1",
-    "consumer_key": "ck-abc",
-    "consumer_secret": "cs-secret-1",
-    "token_id": "tid-secret-2",
-    "token_secret": "ts-secret-3",
-}
 
 
 def _oauth_params(header: str) -> dict[str, str]:

@@ -27,12 +27,12 @@ from airflow_provider_netsuite.core.errors import (
 )
 from airflow_provider_netsuite.core.tokens import AccessToken, TokenCache
 from airflow_provider_netsuite.get_provider_info import get_provider_info
-from tests.conftest import CLIENT_ID
+from tests.conftest import CLIENT_ID, TBA_EXTRA, run_threads
 
 try:
-    from tests.core.test_client import CERT_ID, TBA_EXTRA, FakeNetSuite, Recorder, _client
+    from tests.core.test_client import CERT_ID, FakeNetSuite, Recorder, _client
 except ImportError:  # tests/ is not a package: pytest put this directory on sys.path instead
-    from test_client import CERT_ID, TBA_EXTRA, FakeNetSuite, Recorder, _client
+    from test_client import CERT_ID, FakeNetSuite, Recorder, _client
 
 PAGE = {"links": [], "count": 1, "hasMore": False, "offset": 0, "totalResults": 1, "items": [{"id": "7"}]}
 CONCURRENCY_CODES = [
@@ -307,11 +307,7 @@ def test_threads_waiting_for_a_failed_mint_do_not_mint_again():
         except NetSuiteTokenError as error:
             errors.append(error)
 
-    threads = [threading.Thread(target=work) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_threads(threading.Thread(target=work) for _ in range(10))
     assert len(calls) == 1
     assert len(errors) == 10
 
@@ -330,11 +326,7 @@ def test_twenty_clients_seeing_invalid_grant_send_one_token_request(config, fake
         except NetSuiteTokenError as error:
             errors.append(error.error)
 
-    threads = [threading.Thread(target=work, args=(client,)) for client in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_threads(threading.Thread(target=work, args=(client,)) for client in clients)
     assert errors == ["invalid_grant"] * 20
     assert len(fake.token_requests) == 1
 

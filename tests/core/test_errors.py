@@ -17,6 +17,7 @@ from airflow_provider_netsuite.core.errors import (
     NetSuiteTransientError,
     parse_error_response,
 )
+from tests.conftest import CONCURRENCY_LIMIT_BODY
 
 
 def _response(
@@ -96,19 +97,7 @@ def test_query_param_and_header_details():
 
 
 def test_concurrency_body_and_class():
-    body = {
-        "type": "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html",
-        "title": "Bad Request",
-        "status": 429,
-        "o:errorCode": "USER_ERROR",
-        "o:errorDetails": [
-            {
-                "detail": "Concurrent request limit exceeded. Request blocked.",
-                "o:errorCode": "CONCURRENCY_LIMIT_EXCEEDED",
-            }
-        ],
-    }
-    error = parse_error_response(_response(429, body))
+    error = parse_error_response(_response(429, CONCURRENCY_LIMIT_BODY))
     assert isinstance(error, NetSuiteConcurrencyLimitError)
     assert error.code == "CONCURRENCY_LIMIT_EXCEEDED"
 

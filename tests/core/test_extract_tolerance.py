@@ -22,6 +22,7 @@ import pytest
 from airflow_provider_netsuite.core.suiteql import SuiteQLExtract, SuiteQLExtractError, page_total
 from airflow_provider_netsuite.core.writers import CsvWriter, JsonlWriter, ParquetWriter
 from airflow_provider_netsuite.triggers.suiteql import SuiteQLCondition
+from tests.conftest import write_pages
 
 try:
     from tests.core.fake_netsuite import FakeNetSuite, make_rows
@@ -208,13 +209,7 @@ def test_connection_test_counts_items_without_a_total(page, visible):
 
 
 def write(writer_class, pages, **options) -> bytes:
-    buffer = io.BytesIO()
-    writer = writer_class(buffer, **options)
-    for page in pages:
-        writer.write_page(page)
-    writer.close()
-    assert writer.bytes_written == len(buffer.getvalue())
-    return buffer.getvalue()
+    return write_pages(writer_class, pages, **options)[0]
 
 
 SPARSE = [

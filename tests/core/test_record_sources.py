@@ -114,15 +114,21 @@ def test_parquet_streams_record_batches_with_json_values(tmp_path):
     ]
 
 
+def count_with_peak_memory(path: Path) -> tuple[int, int]:
+    """Count the records read from ``path``; return the count and the peak memory traced while reading."""
+    tracemalloc.start()
+    count = sum(1 for _ in iter_records(path))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return count, peak
+
+
 def test_large_jsonl_is_streamed_not_loaded(tmp_path):
     path = tmp_path / "big.jsonl"
     line = json.dumps({"externalId": "X", "memo": "m" * 200}) + "\n"
     path.write_text(line * 50_000, encoding="utf-8")  # about 11 MB
 
-    tracemalloc.start()
-    count = sum(1 for _ in iter_records(path))
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    count, peak = count_with_peak_memory(path)
 
     assert count == 50_000
     assert peak < 2_000_000
@@ -133,10 +139,7 @@ def test_large_json_array_is_streamed_not_loaded(tmp_path):
     element = json.dumps({"externalId": "X", "memo": "m" * 200})
     path.write_text("[" + ",\n".join([element] * 30_000) + "]", encoding="utf-8")
 
-    tracemalloc.start()
-    count = sum(1 for _ in iter_records(path))
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    count, peak = count_with_peak_memory(path)
 
     assert count == 30_000
     assert peak < 2_000_000

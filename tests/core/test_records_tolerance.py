@@ -23,17 +23,10 @@ from airflow_provider_netsuite.core.records import (
     appends_sublist_lines,
     written_record_id,
 )
+from tests.conftest import TBA_EXTRA
 
 BASE = "https://1234567-sb1.suitetalk.api.netsuite.com"
 RECORD = f"{BASE}/services/rest/record/v1/customer"
-TBA_EXTRA = {
-    "auth_type": "tba",
-    "account_id": "1234567-sb1",
-    "consumer_key": "ck-abc",
-    "consumer_secret": "cs-secret-1",
-    "token_id": "tid-secret-2",
-    "token_secret": "ts-secret-3",
-}
 SUBLIST_UPDATE = {"id": "42", "item": {"items": [{"item": {"id": "7"}, "quantity": 1}]}}
 NO_CONTENT = (204, b"", {"Location": f"{RECORD}/42"})
 

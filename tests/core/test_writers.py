@@ -20,6 +20,7 @@ from airflow_provider_netsuite.core.writers import (
     WriterSchemaError,
     make_writer,
 )
+from tests.conftest import write_pages
 
 RAW = [
     {"links": [], "id": "1", "companyname": "Zoë Ångström", "isinactive": "F", "balance": "12.50"},
@@ -32,14 +33,9 @@ TYPED = [
 
 
 def write(writer_class, pages, **options):
-    buffer = io.BytesIO()
-    writer = writer_class(buffer, **options)
-    for page in pages:
-        writer.write_page(page)
-    writer.close()
-    assert writer.bytes_written == len(buffer.getvalue())
+    data, writer = write_pages(writer_class, pages, **options)
     assert writer.rows == sum(len(p) for p in pages)
-    return buffer.getvalue()
+    return data
 
 
 def test_jsonl_untyped_is_exact():

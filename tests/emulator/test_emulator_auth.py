@@ -15,23 +15,10 @@ from cryptography.hazmat.primitives import serialization
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA1, SIGNATURE_HMAC_SHA256, Client
 
 from tests.conftest import CLIENT_ID, make_keypair
+from tests.emulator.conftest import ASSERTION_TYPE, INVALID_LOGIN_BODY, TOKEN_PATH
 
-TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
 NOW = time.time()
 LIMITS_PATH = "/services/rest/system/v1/governanceLimits"
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-INVALID_LOGIN_BODY = {
-    "type": "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html",
-    "title": "Unauthorized",
-    "status": 401,
-    "o:errorDetails": [
-        {
-            "detail": "Invalid login attempt. For more details, see the Login Audit Trail in the NetSuite UI "
-            "at Setup > Users/Roles > User Management > View Login Audit Trail.",
-            "o:errorCode": "INVALID_LOGIN",
-        }
-    ],
-}
 CONSUMER_KEY, CONSUMER_SECRET = "ck-" + "1" * 61, "cs-" + "2" * 61
 TOKEN_ID, TOKEN_SECRET = "tk-" + "3" * 61, "ts-" + "4" * 61
 
@@ -82,16 +69,13 @@ def ec_keypair(emulator, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tba_registered(emulator) -> None:
-    emulator.cli(
-        "register-tba-token",
-        "--consumer-key",
-        CONSUMER_KEY,
-        "--consumer-secret",
-        CONSUMER_SECRET,
-        "--token-id",
-        TOKEN_ID,
-        "--token-secret",
-        TOKEN_SECRET,
+    emulator.register_tba(
+        {
+            "consumer_key": CONSUMER_KEY,
+            "consumer_secret": CONSUMER_SECRET,
+            "token_id": TOKEN_ID,
+            "token_secret": TOKEN_SECRET,
+        }
     )
 
 

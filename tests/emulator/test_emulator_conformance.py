@@ -31,12 +31,12 @@ from airflow_provider_netsuite.emulator.state import (
     database_path,
     register_certificate,
 )
+from tests.emulator.conftest import ASSERTION_TYPE, IDEMPOTENCY_CONFLICT_BODY, INVALID_LOGIN_BODY, TOKEN_PATH
 
 CLIENT_ID = "k" * 32 + "c7"
 ADMIN_CERTIFICATE = "cert-conformance-admin"
 CLERK_CERTIFICATE = "cert-conformance-clerk"
 ALL_SCOPES_CERTIFICATE = "cert-conformance-all-scopes"
-TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
 TOKEN_URL = "http://testserver" + TOKEN_PATH
 ACCOUNT_HOST = "1234567-sb1.suitetalk.api.netsuite.com"
 RECORDS = "/services/rest/record/v1"
@@ -44,19 +44,6 @@ SUITEQL = "/services/rest/query/v1/suiteql"
 LIMITS = "/services/rest/system/v1/governanceLimits"
 ASYNC = {"Prefer": "respond-async"}
 COLLECTION = {"Content-Type": "application/vnd.oracle.resource+json; type=collection", **ASYNC}
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-INVALID_LOGIN_BODY = {
-    "type": "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html",
-    "title": "Unauthorized",
-    "status": 401,
-    "o:errorDetails": [
-        {
-            "detail": "Invalid login attempt. For more details, see the Login Audit Trail in the NetSuite UI "
-            "at Setup > Users/Roles > User Management > View Login Audit Trail.",
-            "o:errorCode": "INVALID_LOGIN",
-        }
-    ],
-}
 INVALID_LOGIN_CHALLENGE = (
     'Bearer realm="1234567_SB1", error="invalid_token", error_description="Invalid login attempt."'
 )
@@ -632,18 +619,7 @@ def test_readable_idempotency_key_is_accepted_then_conflicts(client, prefix):
     assert [result.status_code for result in job_results(client, first)] == [204]
     assert second.status_code == 400
     assert second.headers["Location"] == first.headers["Location"]
-    assert second.json() == {
-        "type": "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html#sec10.4.10",
-        "title": "Conflict",
-        "status": 400,
-        "o:errorDetails": [
-            {
-                "detail": 'A request with the same idempotency key is already submitted. See the "Location" '
-                "header for a link to the previously submitted job",
-                "o:errorCode": "IDEMPOTENCY_ERROR",
-            }
-        ],
-    }
+    assert second.json() == IDEMPOTENCY_CONFLICT_BODY
 
 
 def test_uuid_idempotency_key_is_one_key_in_any_case(client):
@@ -735,16 +711,21 @@ def test_suiteql_without_the_transient_preference_is_refused(client, prefer):
 # --- Audit 6: batch item keys --------------------------------------------------------------------------
 
 
+def batch_write(client, method: str, items: list[dict]) -> list:
+    """Send ``items`` to customers as one asynchronous collection request; each must succeed (204)."""
+    response = client.request(method, f"{RECORDS}/customer", json={"items": items}, headers=COLLECTION)
+    results = job_results(client, response)
+    assert [result.status_code for result in results] == [204], results[0].text
+    return results
+
+
 def test_batch_patch_item_id_wins_and_external_id_is_not_written(client):
     record_id, external_id = customer(client)
     other_id, other_external_id = customer(client)
     items = [{"id": record_id, "externalId": other_external_id, "phone": "555-0142"}]
 
-    results = job_results(
-        client, client.patch(f"{RECORDS}/customer", json={"items": items}, headers=COLLECTION)
-    )
+    batch_write(client, "PATCH", items)
 
-    assert [result.status_code for result in results] == [204], results[0].text
     updated = client.get(f"{RECORDS}/customer/{record_id}").json()
     assert updated["phone"] == "555-0142"
     assert updated["externalId"] == external_id
@@ -756,11 +737,8 @@ def test_batch_put_item_id_is_ignored(client):
     other_id, _ = customer(client)
     items = [{"externalId": external_id, "id": other_id, "phone": "555-0143"}]
 
-    results = job_results(
-        client, client.put(f"{RECORDS}/customer", json={"items": items}, headers=COLLECTION)
-    )
+    results = batch_write(client, "PUT", items)
 
-    assert [result.status_code for result in results] == [204], results[0].text
     assert results[0].headers["Location"].endswith(f"/customer/{record_id}")
     assert client.get(f"{RECORDS}/customer/{record_id}").json()["phone"] == "555-0143"
     assert "phone" not in client.get(f"{RECORDS}/customer/{other_id}").json()

@@ -5,55 +5,20 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 
-import jwt
 import pytest
 import requests
 
 from airflow_provider_netsuite.emulator import faults
 from airflow_provider_netsuite.emulator.__main__ import _faults_setting
-from tests.conftest import CLIENT_ID, start_emulator, stop_emulator
+from tests.conftest import start_emulator, stop_emulator
+from tests.emulator.conftest import bearer, mint_token
 
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 LIMITS_PATH = "/services/rest/system/v1/governanceLimits"
-TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
 PROBE_TABLE = "faults_probe"
+PROBE_IDS = "SELECT id FROM faults_probe ORDER BY id"
 NO_SLOW_KINDS = {kind: 1 for kind in faults.FAULT_KINDS if kind != "slow"}
-
-
-def mint_token(base_url: str, keypair) -> dict:
-    """Run the client-credentials grant with a PS256 assertion made by PyJWT; return the token response."""
-    now = int(time.time())
-    assertion = jwt.encode(
-        {
-            "iss": CLIENT_ID,
-            "scope": ["rest_webservices"],
-            "aud": base_url + TOKEN_PATH,
-            "iat": now,
-            "exp": now + 300,
-            "jti": uuid.uuid4().hex,
-        },
-        keypair.private_key,
-        algorithm="PS256",
-        headers={"kid": keypair.certificate_id},
-    )
-    form = {
-        "grant_type": "client_credentials",
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": assertion,
-    }
-    return requests.post(base_url + TOKEN_PATH, data=form, timeout=30)
-
-
-def bearer(token_response: requests.Response) -> dict:
-    token_response.raise_for_status()
-    return {"Authorization": f"Bearer {token_response.json()['access_token']}", "Prefer": "transient"}
-
-
-@pytest.fixture(scope="module")
-def headers(emulator, registered_rsa) -> dict:
-    return bearer(mint_token(emulator.base_url, registered_rsa))
 
 
 @pytest.fixture(autouse=True)
@@ -70,6 +35,11 @@ def fresh_probe_table(emulator) -> str:
     """A generated 50-row table that row mutations may change without touching the demo data."""
     emulator.admin("POST", "tables/generate", {"table": PROBE_TABLE, "rows": 50})
     return PROBE_TABLE
+
+
+def mutate_rows(emulator, table: str, seed: int, **mutation) -> None:
+    """Switch on the ``mutate_rows`` fault for ``table`` (``mutation``: every, rows, mode)."""
+    emulator.configure(faults={"seed": seed, "mutate_rows": {"table": table, **mutation}})
 
 
 def read_into(response: requests.Response, into: bytearray) -> None:
@@ -357,23 +327,17 @@ def test_tokens_stop_working_before_expires_in(emulator, registered_rsa):
 
 
 def test_inserted_rows_change_total_results_between_pages(emulator, headers, fresh_probe_table):
-    emulator.configure(
-        faults={
-            "seed": 5,
-            "mutate_rows": {"table": fresh_probe_table, "every": 2, "rows": 4, "mode": "insert"},
-        }
-    )
-    query = "SELECT id FROM faults_probe ORDER BY id"
+    mutate_rows(emulator, fresh_probe_table, seed=5, every=2, rows=4, mode="insert")
 
-    pages = [suiteql(emulator, headers, query, offset=offset).json() for offset in (0, 10, 20)]
+    pages = [suiteql(emulator, headers, PROBE_IDS, offset=offset).json() for offset in (0, 10, 20)]
 
     assert [page["totalResults"] for page in pages] == [50, 50, 54]
-    ids = [row["id"] for row in emulator.query_db("SELECT id FROM faults_probe ORDER BY id")]
+    ids = [row["id"] for row in emulator.query_db(PROBE_IDS)]
     assert ids[-4:] == [51, 52, 53, 54]
 
 
 def test_updated_rows_change_between_two_page_requests(emulator, headers, fresh_probe_table):
-    emulator.configure(faults={"seed": 5, "mutate_rows": {"table": fresh_probe_table, "every": 1, "rows": 3}})
+    mutate_rows(emulator, fresh_probe_table, seed=5, every=1, rows=3)
     query = "SELECT id, companyname, lastmodifieddate FROM faults_probe ORDER BY id"
 
     before = suiteql(emulator, headers, query, limit=100).json()["items"]
@@ -386,16 +350,10 @@ def test_updated_rows_change_between_two_page_requests(emulator, headers, fresh_
 
 
 def test_deleted_rows_shrink_the_result(emulator, headers, fresh_probe_table):
-    emulator.configure(
-        faults={
-            "seed": 9,
-            "mutate_rows": {"table": fresh_probe_table, "every": 1, "rows": 2, "mode": "delete"},
-        }
-    )
-    query = "SELECT id FROM faults_probe ORDER BY id"
+    mutate_rows(emulator, fresh_probe_table, seed=9, every=1, rows=2, mode="delete")
 
-    first = suiteql(emulator, headers, query).json()["totalResults"]
-    second = suiteql(emulator, headers, query, offset=10).json()["totalResults"]
+    first = suiteql(emulator, headers, PROBE_IDS).json()["totalResults"]
+    second = suiteql(emulator, headers, PROBE_IDS, offset=10).json()["totalResults"]
 
     assert first == 50
     assert 48 <= second <= 49

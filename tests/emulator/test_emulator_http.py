@@ -7,60 +7,18 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import jwt
 import pytest
 import requests
 
 from airflow_provider_netsuite.emulator.__main__ import loopback_listener
 from airflow_provider_netsuite.emulator.errors import error_body
-from tests.conftest import CLIENT_ID, start_emulator
+from tests.conftest import CONCURRENCY_LIMIT_BODY, start_emulator
+from tests.emulator.conftest import TOKEN_PATH
 
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 LIMITS_PATH = "/services/rest/system/v1/governanceLimits"
-TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
-CONCURRENCY_BODY = {
-    "type": "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html",
-    "title": "Bad Request",
-    "status": 429,
-    "o:errorCode": "USER_ERROR",
-    "o:errorDetails": [
-        {
-            "detail": "Concurrent request limit exceeded. Request blocked.",
-            "o:errorCode": "CONCURRENCY_LIMIT_EXCEEDED",
-        }
-    ],
-}
-
-
-@pytest.fixture(scope="module")
-def headers(emulator, registered_rsa) -> dict:
-    """Headers of an authenticated SuiteQL request (token minted with PyJWT and raw HTTP)."""
-    now = int(time.time())
-    assertion = jwt.encode(
-        {
-            "iss": CLIENT_ID,
-            "scope": ["rest_webservices"],
-            "aud": emulator.base_url + TOKEN_PATH,
-            "iat": now,
-            "exp": now + 300,
-            "jti": uuid.uuid4().hex,
-        },
-        registered_rsa.private_key,
-        algorithm="PS256",
-        headers={"kid": registered_rsa.certificate_id},
-    )
-    form = {
-        "grant_type": "client_credentials",
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": assertion,
-    }
-    response = requests.post(emulator.base_url + TOKEN_PATH, data=form, timeout=30)
-    response.raise_for_status()
-    return {"Authorization": f"Bearer {response.json()['access_token']}", "Prefer": "transient"}
 
 
 def suiteql(emulator, headers: dict, body: dict | None, **params) -> requests.Response:
@@ -203,7 +161,7 @@ def test_concurrency_limit_answers_429(emulator, headers):
     assert statuses.count(200) == 2
     assert statuses.count(429) == 4
     throttled = next(response for response in responses if response.status_code == 429)
-    assert throttled.json() == CONCURRENCY_BODY
+    assert throttled.json() == CONCURRENCY_LIMIT_BODY
     assert "Retry-After" not in throttled.headers
     assert {r.headers.get("Retry-After") for r in with_retry_after if r.status_code == 429} == {"7"}
     stats = emulator.stats()

@@ -21,6 +21,7 @@ from airflow_provider_netsuite.emulator import dataset, records
 from airflow_provider_netsuite.emulator.dataset import ACCOUNT_TIME_ZONE
 from airflow_provider_netsuite.emulator.server import create_app
 from airflow_provider_netsuite.emulator.state import database_path, register_certificate
+from tests.emulator.conftest import ASSERTION_TYPE, IDEMPOTENCY_CONFLICT_BODY
 
 CLIENT_ID = "r" * 32 + "c9"
 CERTIFICATE_ID = "cert-records-tests"
@@ -60,7 +61,7 @@ def client(app, rsa_keypair):
         )
         form = {
             "grant_type": "client_credentials",
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion_type": ASSERTION_TYPE,
             "client_assertion": assertion,
         }
         token = test_client.post(TOKEN_URL, data=form)
@@ -507,18 +508,7 @@ def test_duplicate_idempotency_key_gives_the_conflict_body(client):
     assert first.status_code == 202
     assert second.status_code == 400
     assert second.headers["Location"] == first.headers["Location"]
-    assert second.json() == {
-        "type": "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html#sec10.4.10",
-        "title": "Conflict",
-        "status": 400,
-        "o:errorDetails": [
-            {
-                "detail": 'A request with the same idempotency key is already submitted. See the "Location" '
-                "header for a link to the previously submitted job",
-                "o:errorCode": "IDEMPOTENCY_ERROR",
-            }
-        ],
-    }
+    assert second.json() == IDEMPOTENCY_CONFLICT_BODY
     blank_key = client.post(
         f"{RECORDS}/customer",
         json={"companyName": "Idem"},

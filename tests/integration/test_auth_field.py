@@ -9,7 +9,6 @@ and the single-flight mint are counted on the emulator's side.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import threading
 import time
@@ -26,13 +25,12 @@ from airflow_provider_netsuite.core.client import NetSuiteClient
 from airflow_provider_netsuite.core.config import ConnectionConfig
 from airflow_provider_netsuite.core.errors import NetSuiteAuthError, NetSuiteConfigError, NetSuiteTokenError
 from airflow_provider_netsuite.core.tokens import TokenCache
-from tests.conftest import CLIENT_ID, KeyPair, make_keypair
+from tests.conftest import CLIENT_ID, JWT_SHAPE, KeyPair, make_keypair
 
 pytestmark = pytest.mark.integration
 
 PROBE = "SELECT id FROM customer ORDER BY id"
 PASSPHRASE = "correct horse battery staple 42"
-JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 TBA = {
     "consumer_key": "ck" + "1" * 62,
     "consumer_secret": "cs" + "2" * 62,
@@ -167,14 +165,7 @@ def emulator_settings(emulator) -> Iterator:
 
 @pytest.fixture(scope="module")
 def tba_credentials(emulator) -> dict:
-    emulator.cli(
-        "register-tba-token",
-        "--consumer-key", TBA["consumer_key"],
-        "--consumer-secret", TBA["consumer_secret"],
-        "--token-id", TBA["token_id"],
-        "--token-secret", TBA["token_secret"],
-    )  # fmt: skip
-    return dict(TBA)
+    return emulator.register_tba(TBA)
 
 
 def tba_extra(emulator, account_id: str | None = None, **changes) -> dict:
@@ -355,15 +346,12 @@ def test_account_id_forms_reach_the_same_account(emulator, registered_rsa, tba_c
     assert probe(tba)["count"] == 5
 
 
-@pytest.mark.parametrize("form", ACCOUNT_FORMS)
-def test_aud_for_the_real_host_is_accepted_for_each_form(emulator, registered_rsa, form):
-    """Without base_url the assertion names NetSuite's host for the account; the emulator checks that aud."""
-    config = ConnectionConfig.from_extra(base_extra(emulator, registered_rsa, account_id=form, base_url=None))
-    assert config.token_url == "https://1234567-sb1.suitetalk.api.netsuite.com" + TOKEN_PATH
+def post_assertion(emulator, config: ConnectionConfig, keypair: KeyPair) -> requests.Response:
+    """Post an assertion built for ``config`` (its token URL is its aud) to the emulator's token endpoint."""
     assertion = build_client_assertion(
         config.signing_key,
         client_id=CLIENT_ID,
-        certificate_id=registered_rsa.certificate_id,
+        certificate_id=keypair.certificate_id,
         token_url=config.token_url,
         scopes=config.scopes,
     )
@@ -372,8 +360,16 @@ def test_aud_for_the_real_host_is_accepted_for_each_form(emulator, registered_rs
         "client_assertion_type": ASSERTION_TYPE,
         "client_assertion": assertion,
     }
+    return requests.post(emulator.base_url + TOKEN_PATH, data=form_body, timeout=30)
 
-    response = requests.post(emulator.base_url + TOKEN_PATH, data=form_body, timeout=30)
+
+@pytest.mark.parametrize("form", ACCOUNT_FORMS)
+def test_aud_for_the_real_host_is_accepted_for_each_form(emulator, registered_rsa, form):
+    """Without base_url the assertion names NetSuite's host for the account; the emulator checks that aud."""
+    config = ConnectionConfig.from_extra(base_extra(emulator, registered_rsa, account_id=form, base_url=None))
+    assert config.token_url == "https://1234567-sb1.suitetalk.api.netsuite.com" + TOKEN_PATH
+
+    response = post_assertion(emulator, config, registered_rsa)
 
     assert response.status_code == 200, response.text
     assert response.json()["token_type"].lower() == "bearer"
@@ -383,20 +379,8 @@ def test_an_aud_for_another_account_is_refused(emulator, registered_rsa):
     config = ConnectionConfig.from_extra(
         base_extra(emulator, registered_rsa, account_id="7654321_SB1", base_url=None)
     )
-    assertion = build_client_assertion(
-        config.signing_key,
-        client_id=CLIENT_ID,
-        certificate_id=registered_rsa.certificate_id,
-        token_url=config.token_url,
-        scopes=config.scopes,
-    )
-    form_body = {
-        "grant_type": "client_credentials",
-        "client_assertion_type": ASSERTION_TYPE,
-        "client_assertion": assertion,
-    }
 
-    response = requests.post(emulator.base_url + TOKEN_PATH, data=form_body, timeout=30)
+    response = post_assertion(emulator, config, registered_rsa)
 
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"

@@ -6,11 +6,9 @@ concurrency limit; every test puts the settings back as it found them.
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -31,7 +29,7 @@ from airflow_provider_netsuite.core.errors import NetSuiteConcurrencyLimitError
 from airflow_provider_netsuite.core.suiteql import SuiteQLExtract, SuiteQLExtractError, wrap_query
 from airflow_provider_netsuite.hooks.netsuite import NetSuiteHook
 from airflow_provider_netsuite.operators.suiteql import NetSuiteSuiteQLOperator
-from tests.conftest import CLIENT_ID, make_keypair, start_emulator, stop_emulator
+from tests.conftest import EMULATOR_DEFAULTS, dags_test_result, own_emulator
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +37,6 @@ BIG_TABLE = "bigcustomer"
 BIG_ROWS = 150_000
 CHURN_TABLE = "churncustomer"
 ACCOUNT_ZONE = "America/Los_Angeles"
-DEFAULT_SETTINGS = {
-    "concurrency_limit": 5,
-    "latency_ms": 0,
-    "jitter_ms": 0,
-    "retry_after": None,
-    "faults": {},
-}
 TYPED_QUERY = (
     "SELECT id, entityid, companyname, isperson, isinactive, balance, creditlimit, currency, "
     "TO_CHAR(lastmodifieddate, 'YYYY-MM-DD\"T\"HH24:MI:SS') AS lastmodified, lastmodifieddate "
@@ -56,29 +47,17 @@ TYPED_QUERY = (
 @pytest.fixture(scope="module")
 def extract_emulator(tmp_path_factory):
     """An emulator of this module's own, with a 150,000-row table and a small table to delete from."""
-    instance = start_emulator(tmp_path_factory.mktemp("extract-emulator"))
-    try:
-        keypair = instance.register(make_keypair(tmp_path_factory.mktemp("extract-keys"), "ec:prime256v1"))
+    with own_emulator(tmp_path_factory, "extract", timezone=ACCOUNT_ZONE) as instance:
         instance.admin("POST", "tables/generate", {"table": BIG_TABLE, "rows": BIG_ROWS})
-        instance.extra = {
-            "account_id": instance.account_id,
-            "client_id": CLIENT_ID,
-            "certificate_id": keypair.certificate_id,
-            "private_key": keypair.private_key,
-            "base_url": instance.base_url,
-            "timezone": ACCOUNT_ZONE,
-        }
         yield instance
-    finally:
-        stop_emulator(instance)
 
 
 @pytest.fixture
 def emu(extract_emulator):
     """The module's emulator; its settings are restored after each test."""
-    extract_emulator.configure(**DEFAULT_SETTINGS)
+    extract_emulator.configure(**EMULATOR_DEFAULTS)
     yield extract_emulator
-    extract_emulator.configure(**DEFAULT_SETTINGS)
+    extract_emulator.configure(**EMULATOR_DEFAULTS)
 
 
 @pytest.fixture
@@ -305,15 +284,21 @@ def test_untyped_output_is_exactly_the_raw_items(conn_env, emu, tmp_path):
     assert all(type(v) is str for row in written for k, v in row.items() if k != "links")
 
 
-def test_typed_jsonl_has_real_values_and_exact_decimals(conn_env, emu, tmp_path):
-    target = tmp_path / "typed.jsonl"
+def typed_extract(task_id: str, target: Path, **options) -> None:
+    """Run a typed extract of ``TYPED_QUERY`` (ISO dates parsed) into ``target``."""
     NetSuiteSuiteQLOperator(
-        task_id="typed",
+        task_id=task_id,
         query=TYPED_QUERY,
         output_path=str(target),
         typed=True,
         date_format="%Y-%m-%dT%H:%M:%S",
+        **options,
     ).execute(context={})
+
+
+def test_typed_jsonl_has_real_values_and_exact_decimals(conn_env, emu, tmp_path):
+    target = tmp_path / "typed.jsonl"
+    typed_extract("typed", target)
 
     text_lines = target.read_text(encoding="utf-8").splitlines()
     written = [json.loads(line, parse_float=Decimal) for line in text_lines]
@@ -341,14 +326,7 @@ def test_typed_jsonl_has_real_values_and_exact_decimals(conn_env, emu, tmp_path)
 
 def test_typed_parquet_uses_decimal128_bool_int_and_timestamp(conn_env, emu, tmp_path):
     target = tmp_path / "typed.parquet"
-    NetSuiteSuiteQLOperator(
-        task_id="parquet",
-        query=TYPED_QUERY,
-        output_path=str(target),
-        output_format="parquet",
-        typed=True,
-        date_format="%Y-%m-%dT%H:%M:%S",
-    ).execute(context={})
+    typed_extract("parquet", target, output_format="parquet")
 
     table = pq.read_table(target)
     schema = {field.name: str(field.type) for field in table.schema}
@@ -446,16 +424,7 @@ def run_dag(extra: dict, home_env: dict, output_root: Path, date: str) -> dict:
         "AIRFLOW_CONN_NETSUITE_DEFAULT": json.dumps({"conn_type": "netsuite", "extra": extra}),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
-    run = subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "dags", "test", "netsuite_customers_daily", date],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    line = next(line for line in run.stdout.splitlines() if "NETSUITE_EXTRACT_RESULT" in line)
-    return ast.literal_eval(line.split("NETSUITE_EXTRACT_RESULT", 1)[1].strip())
+    return dags_test_result("netsuite_customers_daily", date, env)
 
 
 @pytest.mark.airflow

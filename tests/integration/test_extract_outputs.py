@@ -19,17 +19,10 @@ from airflow_provider_netsuite.core.config import ConnectionConfig
 from airflow_provider_netsuite.core.errors import NetSuiteAPIError, NetSuiteTransientError
 from airflow_provider_netsuite.core.suiteql import SuiteQLExtract, SuiteQLExtractError
 from airflow_provider_netsuite.operators.suiteql import NetSuiteSuiteQLOperator
-from tests.conftest import CLIENT_ID, make_keypair, start_emulator, stop_emulator
+from tests.conftest import EMULATOR_DEFAULTS, own_emulator
 
 pytestmark = pytest.mark.integration
 
-DEFAULT_SETTINGS = {
-    "concurrency_limit": 5,
-    "latency_ms": 0,
-    "jitter_ms": 0,
-    "retry_after": None,
-    "faults": {},
-}
 QUERY = "SELECT id, entityid, companyname, isinactive, balance FROM customer WHERE id <= 2500"
 XCOM_KEYS = {"path", "rows", "pages", "bytes", "strategy", "retries", "seconds"}
 
@@ -37,29 +30,18 @@ XCOM_KEYS = {"path", "rows", "pages", "bytes", "strategy", "retries", "seconds"}
 @pytest.fixture(scope="module")
 def outputs_emulator(tmp_path_factory):
     """An emulator of this module's own (tests here delete rows and inject faults)."""
-    instance = start_emulator(tmp_path_factory.mktemp("outputs-emulator"))
-    try:
-        keypair = instance.register(make_keypair(tmp_path_factory.mktemp("outputs-keys"), "ec:prime256v1"))
-        instance.extra = {
-            "account_id": instance.account_id,
-            "client_id": CLIENT_ID,
-            "certificate_id": keypair.certificate_id,
-            "private_key": keypair.private_key,
-            "base_url": instance.base_url,
-        }
+    with own_emulator(tmp_path_factory, "outputs") as instance:
         yield instance
-    finally:
-        stop_emulator(instance)
 
 
 @pytest.fixture
 def emu(outputs_emulator, monkeypatch):
     """The module's emulator as ``netsuite_default``; its settings are restored after each test."""
-    outputs_emulator.configure(**DEFAULT_SETTINGS)
+    outputs_emulator.configure(**EMULATOR_DEFAULTS)
     connection = {"conn_type": "netsuite", "extra": outputs_emulator.extra}
     monkeypatch.setenv("AIRFLOW_CONN_NETSUITE_DEFAULT", json.dumps(connection))
     yield outputs_emulator
-    outputs_emulator.configure(**DEFAULT_SETTINGS)
+    outputs_emulator.configure(**EMULATOR_DEFAULTS)
 
 
 @pytest.fixture(scope="module")
@@ -188,19 +170,9 @@ def test_failure_leaves_an_existing_target_untouched(emu, churn_table, tmp_path)
 
 def test_emulator_gone_mid_extract_leaves_nothing(tmp_path_factory, tmp_path, monkeypatch):
     """The service disappears while pages are still being fetched: nothing is published."""
-    instance = start_emulator(tmp_path_factory.mktemp("doomed-emulator"))
-    try:
-        keypair = instance.register(make_keypair(tmp_path_factory.mktemp("doomed-keys"), "ec:prime256v1"))
-        extra = {
-            "account_id": instance.account_id,
-            "client_id": CLIENT_ID,
-            "certificate_id": keypair.certificate_id,
-            "private_key": keypair.private_key,
-            "base_url": instance.base_url,
-            "timeout": 5,
-        }
+    with own_emulator(tmp_path_factory, "doomed", timeout=5) as instance:
         monkeypatch.setenv(
-            "AIRFLOW_CONN_NETSUITE_DEFAULT", json.dumps({"conn_type": "netsuite", "extra": extra})
+            "AIRFLOW_CONN_NETSUITE_DEFAULT", json.dumps({"conn_type": "netsuite", "extra": instance.extra})
         )
         target = tmp_path / "gone.jsonl"
         written: list[int] = []
@@ -225,8 +197,6 @@ def test_emulator_gone_mid_extract_leaves_nothing(tmp_path_factory, tmp_path, mo
         assert len(written) >= 2
         assert not target.exists()
         assert leftovers(tmp_path) == []
-    finally:
-        stop_emulator(instance)
 
 
 # -- NetSuite's limits as the client sees them ------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 from airflow_provider_netsuite.__main__ import main
 from airflow_provider_netsuite.core.heap import frozen_heap
 from airflow_provider_netsuite.hooks.netsuite import NetSuiteHook
-from tests.conftest import CLIENT_ID, make_keypair
+from tests.conftest import CLIENT_ID, make_keypair, pem_body_lines
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +32,9 @@ TBA = {
 }
 
 
-def key_lines(pem: str) -> list[str]:
-    return [line for line in pem.splitlines() if line and not line.startswith("-----")]
-
-
 def assert_no_key(text: str, *pems: str) -> None:
     for pem in pems:
-        for line in key_lines(pem):
+        for line in pem_body_lines(pem):
             assert line not in text
     assert "-----BEGIN" not in text
 
@@ -71,13 +67,7 @@ def wrong_key(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tba_registered(emulator) -> None:
-    emulator.cli(
-        "register-tba-token",
-        "--consumer-key", TBA["consumer_key"],
-        "--consumer-secret", TBA["consumer_secret"],
-        "--token-id", TBA["token_id"],
-        "--token-secret", TBA["token_secret"],
-    )  # fmt: skip
+    emulator.register_tba(TBA)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import base64
 import json
 import logging
 import os
-import re
 import sqlite3
 import subprocess
 import sys
@@ -26,22 +25,17 @@ from airflow_provider_netsuite.core.auth import ClientCredentialsAuth
 from airflow_provider_netsuite.core.config import ConnectionConfig
 from airflow_provider_netsuite.core.tokens import FileTokenCache
 from airflow_provider_netsuite.operators.suiteql import NetSuiteSuiteQLOperator
-from tests.conftest import CLIENT_ID, make_keypair
+from tests.conftest import CLIENT_ID, JWT_SHAPE, make_keypair, pem_body_lines
 
 pytestmark = pytest.mark.integration
 
 PASSPHRASE = "never-print-this-passphrase-7781"
-JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 TBA = {
     "consumer_key": "lk" + "a" * 62,
     "consumer_secret": "ls" + "b" * 62,
     "token_id": "lt" + "c" * 62,
     "token_secret": "lx" + "d" * 62,
 }
-
-
-def pem_lines(pem: str) -> list[str]:
-    return [line for line in pem.splitlines() if line and not line.startswith("-----")]
 
 
 def _segment(part: str) -> dict:
@@ -144,8 +138,11 @@ def test_dag_run_with_debug_logging_leaks_no_secret(emulator, encrypted_key, air
     secrets = {
         "access token": token.value,
         "passphrase": PASSPHRASE,
-        **{f"encrypted key line {i}": line for i, line in enumerate(pem_lines(encrypted_key.private_key))},
-        **{f"decrypted key line {i}": line for i, line in enumerate(pem_lines(decrypted))},
+        **{
+            f"encrypted key line {i}": line
+            for i, line in enumerate(pem_body_lines(encrypted_key.private_key))
+        },
+        **{f"decrypted key line {i}": line for i, line in enumerate(pem_body_lines(decrypted))},
     }
     log_files = [path for path in log_dir.rglob("*") if path.is_file()]
     xcom_line = next(line for line in run.stdout.splitlines() if "NETSUITE_EXTRACT_RESULT" in line)
@@ -180,13 +177,7 @@ def _xcom_values(airflow_home: Path, dag_id: str) -> list[str]:
 
 
 def test_tba_extract_with_debug_logging_leaks_no_secret(emulator, monkeypatch, caplog, capsys, tmp_path):
-    emulator.cli(
-        "register-tba-token",
-        "--consumer-key", TBA["consumer_key"],
-        "--consumer-secret", TBA["consumer_secret"],
-        "--token-id", TBA["token_id"],
-        "--token-secret", TBA["token_secret"],
-    )  # fmt: skip
+    emulator.register_tba(TBA)
     extra = {"auth_type": "tba", "account_id": "1234567_SB1", "base_url": emulator.base_url, **TBA}
     monkeypatch.setenv("AIRFLOW_CONN_NETSUITE_DEFAULT", json.dumps({"conn_type": "netsuite", "extra": extra}))
     masked: list[str] = []

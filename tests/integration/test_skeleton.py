@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from airflow_provider_netsuite.core.client import NetSuiteClient
 from airflow_provider_netsuite.core.config import ConnectionConfig
 from airflow_provider_netsuite.core.errors import NetSuiteTokenError
 from airflow_provider_netsuite.operators.suiteql import NetSuiteSuiteQLOperator
-from tests.conftest import CLIENT_ID, make_keypair
+from tests.conftest import CLIENT_ID, dags_test_result, make_keypair
 
 pytestmark = pytest.mark.integration
 
@@ -82,19 +80,9 @@ def test_example_dag_runs_in_airflow(emulator, airflow_conn_env, airflow_db, tmp
         "NETSUITE_OUTPUT_ROOT": str(tmp_path),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
-    airflow_bin = str(Path(sys.executable).parent / "airflow")
 
-    run = subprocess.run(
-        [airflow_bin, "dags", "test", "netsuite_customers_daily", "2026-06-15"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = dags_test_result("netsuite_customers_daily", "2026-06-15", env)
 
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    line = next(line for line in run.stdout.splitlines() if "NETSUITE_EXTRACT_RESULT" in line)
-    result = ast.literal_eval(line.split("NETSUITE_EXTRACT_RESULT", 1)[1].strip())
     rows = Path(result["path"].removeprefix("file://")).read_text(encoding="utf-8").splitlines()
     assert len(rows) == result["rows"]
     assert "dt=" in result["path"]

@@ -249,8 +249,12 @@ print(json.dumps(operator.execute(context={})))
 """
 
 
-def crash_mid_run(em, conn_value: str, tmp_path: Path, records: list[dict], mode: str) -> tuple[Path, Path]:
-    """Run the operator in a subprocess and SIGKILL it once its first chunk's outcome is checkpointed."""
+def crash_mid_run(em, conn_value: str, tmp_path: Path, mode: str) -> tuple[str, list[dict], Path, Path]:
+    """Run the operator on 300 new customers (40 ms latency) in a subprocess and SIGKILL it once its first
+    chunk's outcome is checkpointed; return the customers' tag, the records, the input and failure paths."""
+    tag = prefix()
+    records = customers(tag, 300)
+    em.configure(latency_ms=40)
     source, failures = tmp_path / "in.jsonl", tmp_path / "out" / "failures.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     script = tmp_path / "run_upsert.py"
@@ -273,7 +277,7 @@ def crash_mid_run(em, conn_value: str, tmp_path: Path, records: list[dict], mode
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     time.sleep(0.5)  # let requests already received by the emulator finish
-    return source, failures
+    return tag, records, source, failures
 
 
 def checkpointed(failures: Path) -> tuple[set[int], set[int]]:
@@ -287,10 +291,7 @@ def checkpointed(failures: Path) -> tuple[set[int], set[int]]:
 
 
 def test_upsert_resumes_after_a_crash_without_resending_recorded_successes(em, conn, tmp_path):
-    tag = prefix()
-    records = customers(tag, 300)
-    em.configure(latency_ms=40)
-    source, failures = crash_mid_run(em, conn, tmp_path, records, "upsert")
+    tag, records, source, failures = crash_mid_run(em, conn, tmp_path, "upsert")
     done_before, _ = checkpointed(failures)
     sent_before = per_key(write_counts(em, tag))
     assert 0 < len(done_before) < 300
@@ -308,10 +309,7 @@ def test_upsert_resumes_after_a_crash_without_resending_recorded_successes(em, c
 
 
 def test_create_never_sends_a_record_twice_after_a_crash(em, conn, tmp_path):
-    tag = prefix()
-    records = customers(tag, 300)
-    em.configure(latency_ms=40)
-    source, failures = crash_mid_run(em, conn, tmp_path, records, "create")
+    tag, _, source, failures = crash_mid_run(em, conn, tmp_path, "create")
     done_before, intended = checkpointed(failures)
     assert 0 < len(done_before) < 300
 

@@ -25,7 +25,7 @@ from airflow_provider_netsuite.core.errors import NetSuiteAPIError, NetSuiteConf
 from airflow_provider_netsuite.core.records import RecordWriter
 from airflow_provider_netsuite.core.suiteql import SuiteQLExtract
 from airflow_provider_netsuite.core.tokens import process_token_cache
-from tests.conftest import CLIENT_ID, make_keypair
+from tests.conftest import make_keypair
 
 pytestmark = pytest.mark.integration
 
@@ -58,14 +58,9 @@ HOSTILE_VALUES = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def valid_extra(module_emulator, module_key) -> dict[str, Any]:
-    return {
-        "account_id": module_emulator.account_id,
-        "client_id": CLIENT_ID,
-        "certificate_id": module_key.certificate_id,
-        "private_key": module_key.private_key,
-        "base_url": module_emulator.base_url,
-    }
+def valid_extra(module_extra) -> dict[str, Any]:
+    """The module's connection extras without ``scopes`` (the default applies)."""
+    return {name: value for name, value in module_extra.items() if name != "scopes"}
 
 
 def assert_names_field(error: NetSuiteConfigError) -> None:

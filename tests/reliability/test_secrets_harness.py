@@ -51,15 +51,8 @@ def harness(module_emulator, tmp_path_factory) -> dict:
     keypair = make_keypair(home / "keys", "rsa:3072", passphrase=PASSPHRASE)
     keypair.certificate_id = "cert-secrets-harness"
     module_emulator.register(keypair)
-    tba = {
-        name: secrets.token_hex(32)
-        for name in ("consumer_key", "consumer_secret", "token_id", "token_secret")
-    }
-    module_emulator.cli(
-        "register-tba-token",
-        *("--consumer-key", tba["consumer_key"], "--consumer-secret", tba["consumer_secret"]),
-        *("--token-id", tba["token_id"], "--token-secret", tba["token_secret"]),
-    )
+    names = ("consumer_key", "consumer_secret", "token_id", "token_secret")
+    tba = module_emulator.register_tba({name: secrets.token_hex(32) for name in names})
     common = {"account_id": module_emulator.account_id, "base_url": module_emulator.base_url}
     connections = {
         "m2m": {

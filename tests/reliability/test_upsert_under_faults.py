@@ -60,6 +60,17 @@ def inject_record_failures(emulator, prefix: str, transient: tuple[str, ...] = T
     )
 
 
+def faulty_run_input(
+    tmp_path: Path, emulator, prefix: str, transient: tuple[str, ...] = TRANSIENT
+) -> tuple[Path, list[dict]]:
+    """Write the input, make its PERMANENT and ``transient`` records fail, switch FAULT_MIX on."""
+    source = tmp_path / "customers.jsonl"
+    records = write_input(source, prefix)
+    inject_record_failures(emulator, prefix, transient)
+    emulator.configure(faults=FAULT_MIX)
+    return source, records
+
+
 def upsert(monkeypatch, extra: dict, source: Path, **kwargs) -> dict:
     use_connection(monkeypatch, extra)
     operator = NetSuiteRecordUpsertOperator(
@@ -94,10 +105,7 @@ def stored(emulator, prefix: str) -> dict[str, str]:
 def test_accounting_holds_and_only_permanent_failures_are_reported(
     monkeypatch, tmp_path, module_emulator, module_extra, request_log
 ):
-    source = tmp_path / "customers.jsonl"
-    records = write_input(source, "ACC")
-    inject_record_failures(module_emulator, "ACC")
-    module_emulator.configure(faults=FAULT_MIX)
+    source, records = faulty_run_input(tmp_path, module_emulator, "ACC")
 
     summary = upsert(monkeypatch, {**module_extra, **PATIENT_RETRIES}, source)
 
@@ -130,10 +138,7 @@ def test_accounting_holds_and_only_permanent_failures_are_reported(
 def test_forced_stop_then_rerun_sends_no_succeeded_record_again(
     monkeypatch, tmp_path, module_emulator, module_extra, request_log
 ):
-    source = tmp_path / "customers.jsonl"
-    records = write_input(source, "RES")
-    inject_record_failures(module_emulator, "RES")
-    module_emulator.configure(faults=FAULT_MIX)
+    source, records = faulty_run_input(tmp_path, module_emulator, "RES")
     extra = {**module_extra, **PATIENT_RETRIES}
     finished = threading.Event()
 
@@ -173,10 +178,7 @@ def test_forced_stop_then_rerun_sends_no_succeeded_record_again(
 
 
 def test_batches_under_faults_keep_the_accounting(monkeypatch, tmp_path, module_emulator, module_extra):
-    source = tmp_path / "customers.jsonl"
-    records = write_input(source, "BAT")
-    inject_record_failures(module_emulator, "BAT", transient=())
-    module_emulator.configure(faults=FAULT_MIX)
+    source, records = faulty_run_input(tmp_path, module_emulator, "BAT", transient=())
 
     summary = upsert(monkeypatch, {**module_extra, **PATIENT_RETRIES}, source, batch=True)
 
