@@ -1,9 +1,11 @@
 """SuiteQL for the emulator: Oracle-flavoured queries checked, rewritten and run on SQLite.
 
 A query is tokenised and parsed with sqlglot (Oracle dialect), checked against SuiteQL's rules (SELECT only,
-no ``WITH``, no date literals, no square brackets, at most 1000 ``IN`` arguments, known tables), rewritten
+no ``WITH``, no date literals and no date compared with plain text, ``||`` and not ``+`` for text, ANSI
+and Oracle joins not mixed, no square brackets, at most 1000 ``IN`` arguments, known tables), rewritten
 for SQLite and run there. Oracle functions SQLite lacks (``TO_CHAR``, ``TO_DATE``, ``TO_TIMESTAMP``,
-``SYSDATE``, Oracle's null-tolerant ``||``) are SQLite functions registered on each connection, and
+``SYSDATE``, Oracle's null-tolerant ``||``, Oracle's ``+`` that refuses text which is not a
+number) are SQLite functions registered on each connection, and
 ``BUILTIN.DF`` becomes a lookup of the referenced record's name.
 
 Values come back as NetSuite renders them: strings, ``T``/``F`` booleans, dates in the user's date format
@@ -26,9 +28,9 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -322,6 +324,35 @@ def _to_timestamp(value: Any, model: str | None = None) -> str | None:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _operand_number(value: Any) -> int | float:
+    """Return ``value`` as a number the way Oracle converts a ``+`` operand, or raise "invalid number"."""
+    if isinstance(value, (int, float)):
+        return value
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise _FunctionError(
+            f"{DETAIL_PREFIX}Search error occurred: Invalid number: '{value}'. "
+            "Text is concatenated with ||, not +."
+        ) from None
+
+
+def _add(left: Any, right: Any) -> Any:
+    """Add as Oracle does: numbers (text converted), or a date plus a number of days."""
+    if left is None or right is None:
+        return None
+    for date, days in ((left, right), (right, left)):
+        moment = _moment_from_value(date)
+        if moment is not None:
+            return (moment + timedelta(days=_operand_number(days))).strftime("%Y-%m-%d %H:%M:%S")
+    return _operand_number(left) + _operand_number(right)
+
+
 def _concat(left: Any, right: Any) -> str | None:
     """Concatenate as Oracle does: a null operand counts as an empty string."""
     if left is None and right is None:
@@ -413,6 +444,60 @@ def _check_tokens(tokens: Sequence) -> None:
         is_literal = following is not None and following.token_type == TokenType.STRING
         if token.text.upper() in ("DATE", "TIMESTAMP") and is_literal:
             raise SuiteQLError(UNSUPPORTED_SEARCH)
+
+
+def _check_joins(tree: exp.Expression) -> None:
+    """Refuse a ``FROM`` list that mixes ANSI joins (``JOIN ... ON``) with Oracle's comma joins."""
+    for select in tree.find_all(exp.Select):
+        joins = select.args.get("joins") or []
+        ansi = [any(join.args.get(part) for part in ("side", "kind", "on", "using")) for join in joins]
+        if any(ansi) and not all(ansi):
+            raise SuiteQLError(UNSUPPORTED_SEARCH)
+
+
+def _check_text_arithmetic(tree: exp.Expression) -> None:
+    """Refuse ``+`` on a text literal that is not a number: SuiteQL concatenates with ``||``.
+
+    Text that only the data holds (a column, a concatenation) is refused when the query runs (``NS_ADD``).
+    """
+    for add in tree.find_all(exp.Add):
+        for operand in (add.this, add.expression):
+            if isinstance(operand, exp.Literal) and operand.is_string and not _is_number_text(operand.this):
+                raise SuiteQLError(
+                    f"{DETAIL_PREFIX}Search error occurred: Invalid number: '{operand.this}'. "
+                    "Text is concatenated with ||, not +."
+                )
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_date_comparisons(tree: exp.Expression, date_columns: frozenset[str]) -> None:
+    """Refuse a date compared with plain text: SuiteQL filters dates with ``TO_DATE``/``TO_TIMESTAMP``."""
+    for side, other in _compared_pairs(tree):
+        if _is_date_valued(side, date_columns) and isinstance(other, exp.Literal) and other.is_string:
+            raise SuiteQLError(
+                f"{DETAIL_PREFIX}Search error occurred: '{side.sql('oracle')}' is a date and "
+                f"'{other.this}' is text; compare it with TO_DATE('{other.this}', '<format>') or "
+                "TO_TIMESTAMP(..., '<format>')."
+            )
+
+
+def _compared_pairs(tree: exp.Expression) -> Iterator[tuple[exp.Expression, exp.Expression]]:
+    """Yield ``(operand, what it is compared with)`` for every comparison, ``BETWEEN`` and ``IN``."""
+    for node in tree.find_all(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between, exp.In):
+        if isinstance(node, exp.Between):
+            yield from ((node.this, node.args.get(bound)) for bound in ("low", "high"))
+        elif isinstance(node, exp.In):
+            yield from ((node.this, value) for value in node.expressions)
+        else:
+            yield node.this, node.expression
+            yield node.expression, node.this
 
 
 def _rename_functions(query: str, tokens: Sequence) -> str:
@@ -574,6 +659,8 @@ def _display_value(argument: exp.Expression) -> exp.Expression:
 
 def _rewrite_functions(tree: exp.Expression) -> None:
     """Replace Oracle constructs SQLite lacks with registered functions or equivalent SQL."""
+    for node in list(tree.find_all(exp.Add)):
+        node.replace(exp.Anonymous(this="NS_ADD", expressions=[node.this, node.expression]))
     for node in list(tree.find_all(exp.Dot, exp.CurrentTimestamp, exp.CurrentDate, exp.DPipe)):
         if isinstance(node, exp.Dot):
             function = node.expression
@@ -593,6 +680,12 @@ def _rewrite_functions(tree: exp.Expression) -> None:
 def _is_date_valued(node: exp.Expression, date_columns: frozenset[str]) -> bool:
     if isinstance(node, exp.Column):
         return node.name.lower() in date_columns
+    if isinstance(node, (exp.CurrentTimestamp, exp.CurrentDate)):
+        return True
+    if isinstance(node, exp.Add):
+        return _is_date_valued(node.this, date_columns) or _is_date_valued(node.expression, date_columns)
+    if isinstance(node, exp.Anonymous) and node.name.upper() == "NS_ADD":
+        return any(_is_date_valued(argument, date_columns) for argument in node.expressions)
     if isinstance(node, exp.Anonymous):
         return node.name.upper() in _DATE_FUNCTIONS
     if isinstance(node, (exp.Max, exp.Min, exp.Coalesce)):
@@ -649,11 +742,23 @@ def _to_sqlite(tree: exp.Expression) -> str:
         raise SuiteQLError(UNSUPPORTED_SEARCH) from error
 
 
+def _scope_date_columns(scope: dict[str, str], schema: _Schema) -> frozenset[str]:
+    return frozenset(
+        column
+        for table in set(scope.values())
+        for column, kind in schema.tables[table].items()
+        if kind.startswith("nsdate")
+    )
+
+
 def translate(query: str, schema: _Schema) -> _Plan:
     """Check a SuiteQL query and translate it to SQLite; raise :class:`SuiteQLError` as NetSuite would."""
     tree = _parse(query)
     scope = _check_tables(tree, schema)
     placeholders = _check_shape(tree)
+    _check_joins(tree)
+    _check_text_arithmetic(tree)
+    _check_date_comparisons(tree, _scope_date_columns(scope, schema))
     _quote_identifiers(tree, scope, schema)
     _rewrite_rownum(tree)
     _rewrite_functions(tree)
@@ -921,6 +1026,7 @@ class SuiteQLEngine:
         connection.create_function("NS_TO_DATE", -1, _reporting(_to_date), deterministic=True)
         connection.create_function("NS_TO_TIMESTAMP", -1, _reporting(_to_timestamp), deterministic=True)
         connection.create_function("NS_CONCAT", 2, _reporting(_concat), deterministic=True)
+        connection.create_function("NS_ADD", 2, _reporting(_add), deterministic=True)
         connection.create_function("NS_SYSDATE", 0, self._sysdate)
         with self._lock:
             self._connections.append(connection)

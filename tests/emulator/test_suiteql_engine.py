@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from datetime import date, timedelta
 
 import pytest
 
@@ -276,6 +277,8 @@ def test_in_list_capped_at_1000(engine):
         "SELEC id FROM customer",
         "",
         "SELECT id FROM customer WHERE id = :id",
+        "SELECT c.id FROM customer c LEFT JOIN transaction t ON t.entity = c.id, currency k WHERE k.id = 1",
+        "SELECT c.id FROM customer c, currency k JOIN subsidiary s ON s.id = c.subsidiary",
     ],
 )
 def test_unsupported_queries_are_refused(engine, query):
@@ -447,3 +450,69 @@ def test_a_column_named_links_does_not_replace_the_items_links(engine):
         0,
     )
     assert items == [{"links": "a", "id": "1"}, {"links": [], "id": "2"}]
+
+
+def test_joins_of_one_kind_are_accepted(engine, db):
+    joined = 'SELECT COUNT(*) AS n FROM customer c JOIN "transaction" t ON t.entity = c.id'
+    truth = run_sql(db, joined)[0]["n"]
+    _, oracle_total = engine.execute(
+        "SELECT c.id, t.id AS tid FROM customer c, transaction t WHERE t.entity = c.id", None, 10, 0
+    )
+    _, ansi_total = engine.execute(
+        "SELECT c.id, t.id AS tid FROM customer c JOIN transaction t ON t.entity = c.id", None, 10, 0
+    )
+    assert oracle_total == ansi_total == truth
+
+
+@pytest.mark.parametrize(
+    ("query", "shown"),
+    [
+        ("SELECT companyname + 'x' AS c FROM customer", "'x'"),
+        ("SELECT (entityid || '-') + 1 AS c FROM customer WHERE id = 1", "'C100001-'"),
+        ("SELECT ('1' || '2') + companyname AS c FROM customer WHERE id = 1", "'Zoë Ångström GmbH'"),
+        ("SELECT entityid + id AS c FROM customer WHERE id = 1", "'C100001'"),
+    ],
+)
+def test_plus_on_text_is_refused(engine, query, shown):
+    with pytest.raises(SuiteQLError) as caught:
+        engine.execute(query, None, 10, 0)
+    assert caught.value.detail.startswith(f"{DETAIL_PREFIX}Search error occurred: Invalid number: {shown}")
+    assert "||" in caught.value.detail
+    assert (caught.value.status, caught.value.code) == (400, "INVALID_PARAMETER")
+
+
+def test_plus_adds_numbers_numeric_text_and_days(engine, db):
+    row = run_sql(db, "SELECT id, lastmodifieddate FROM customer WHERE id = 7")[0]
+    items, _ = engine.execute(
+        "SELECT id + 1 AS n, '5' + id AS m, lastmodifieddate + 1 AS nextday FROM customer WHERE id = 7",
+        None,
+        10,
+        0,
+    )
+    day = date.fromisoformat(row["lastmodifieddate"][:10]) + timedelta(days=1)
+    assert items == [{"links": [], "n": "8", "m": "12", "nextday": us_date(day.isoformat())}]
+    items, _ = engine.execute("SELECT ('1' || '2') + id AS n FROM customer WHERE id = 7", None, 10, 0)
+    assert items == [{"links": [], "n": "19"}]
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "lastmodifieddate > '1/1/2026'",
+        "'2026-01-01' <= datecreated",
+        "lastmodifieddate BETWEEN TO_DATE('01/01/2026', 'MM/DD/YYYY') AND '2/1/2026'",
+        "datecreated IN ('1/1/2026', '1/2/2026')",
+    ],
+)
+def test_a_date_compared_with_text_is_refused(engine, condition):
+    with pytest.raises(SuiteQLError) as caught:
+        engine.execute(f"SELECT id FROM customer WHERE {condition}", None, 10, 0)
+    assert caught.value.detail.startswith(f"{DETAIL_PREFIX}Search error occurred: ")
+    assert "is a date" in caught.value.detail
+    assert "TO_DATE" in caught.value.detail
+    assert (caught.value.status, caught.value.code) == (400, "INVALID_PARAMETER")
+
+
+def test_text_compared_with_text_is_not_a_date_comparison(engine, db):
+    items, total = engine.execute("SELECT id FROM customer WHERE entityid = 'C100001'", None, 10, 0)
+    assert (items, total) == ([{"links": [], "id": "1"}], 1)
