@@ -354,8 +354,10 @@ class OffsetPaging(PagingStrategy):
             for last_page in results:
                 yield last_page["items"]
 
-        capped = total >= ex.result_cap
-        if has_more(last_page, capped and len(last_page["items"]) >= ex.page_size):
+        # A full last page at the offset cap is followed by key whatever hasMore says: a total capped at
+        # 100,000 cannot tell a table of exactly 100,000 rows from a larger one, one more request can.
+        capped = total >= ex.result_cap and len(last_page["items"]) >= ex.page_size
+        if capped or has_more(last_page, False):
             if capped:
                 self.expected_rows = None  # the total was NetSuite's cap, not the row count
             yield from self._continue_by_key(last_page["items"], (len(offsets) + 1) * ex.page_size)
@@ -380,11 +382,12 @@ class OffsetPaging(PagingStrategy):
         while page["items"]:
             yield page["items"]
             said_more = page.get("hasMore")
-            if not has_more(page, len(page["items"]) >= ex.page_size):
-                return
+            full = len(page["items"]) >= ex.page_size
             offset += ex.page_size
-            if offset >= ex.result_cap:
+            if full and offset >= ex.result_cap:  # whatever hasMore says, as in pages()
                 yield from self._continue_by_key(page["items"], offset)
+                return
+            if not has_more(page, full):
                 return
             page = ex.fetch(query, ex.params, offset)
             if not page["items"] and said_more is True:
@@ -396,7 +399,7 @@ class OffsetPaging(PagingStrategy):
     def _continue_by_key(self, items: list[dict[str, Any]], offset: int) -> Iterator[list[dict[str, Any]]]:
         """Yield the pages after the last item's key, where offset paging cannot go on."""
         self.extract.log.warning(
-            "SuiteQL offset paging stops at offset %d while NetSuite says hasMore (offsets end at %d, "
+            "SuiteQL offset paging stops at offset %d with rows possibly left (offsets end at %d, "
             "totalResults may be capped there); continuing ordered by %s after the last key",
             offset,
             self.extract.result_cap,

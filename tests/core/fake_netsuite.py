@@ -79,6 +79,8 @@ class FakeNetSuite:
     :param on_request: called with (fake, query, params, offset) before each answer.
     :param omit: page fields to leave out of every answer (``totalResults``, ``hasMore``).
     :param total_cap: report ``totalResults`` as at most this (``hasMore`` still tells the truth).
+    :param has_more_within_cap: compute ``hasMore`` against the capped total instead, so the page that
+        reaches the cap says ``hasMore: false`` with rows left behind it.
     :param max_concurrency: hold a governor slot with this cap around each request, as the client does;
         ``None``: no governor.
     :param parse_latency: seconds spent "parsing" each page after the slot is released.
@@ -98,6 +100,7 @@ class FakeNetSuite:
         on_request=None,
         omit: tuple[str, ...] = (),
         total_cap: int | None = None,
+        has_more_within_cap: bool = False,
         max_concurrency: int | None = None,
         parse_latency: float = 0.0,
     ) -> None:
@@ -111,6 +114,7 @@ class FakeNetSuite:
         self.on_request = on_request
         self.omit = set(omit)
         self.total_cap = total_cap
+        self.has_more_within_cap = has_more_within_cap
         self.governor = ConcurrencyGovernor(max_concurrency) if max_concurrency else None
         self.parse_latency = parse_latency
         self.threads: set[str] = set()
@@ -257,12 +261,13 @@ class FakeNetSuite:
         return self._page([item], 0, 1)
 
     def _page(self, items: list[dict], offset: int, total: int) -> dict[str, Any]:
+        reported = total if self.total_cap is None else min(total, self.total_cap)
         page = {
             "links": [],
             "count": len(items),
-            "hasMore": offset + len(items) < total,
+            "hasMore": offset + len(items) < (reported if self.has_more_within_cap else total),
             "offset": offset,
-            "totalResults": total if self.total_cap is None else min(total, self.total_cap),
+            "totalResults": reported,
             "items": items,
         }
         for name in self.omit:

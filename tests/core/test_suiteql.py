@@ -317,7 +317,27 @@ def test_forced_offset_with_capped_total_continues_by_key(caplog):
     assert extract.strategy == "offset"
     assert max(fake.offsets) == 900  # never at or past the cap
     assert any(keyset_predicate(("id",)) in q for q in fake.queries)
-    assert "stops at offset 1000 while NetSuite says hasMore" in caplog.text
+    assert "stops at offset 1000 with rows possibly left" in caplog.text
+
+
+@pytest.mark.parametrize("omit", [(), ("totalResults",)], ids=["capped-total", "no-total"])
+def test_has_more_false_at_the_offset_cap_still_continues_by_key(omit):
+    # hasMore computed against a capped total says false at the cap with 550 rows behind it.
+    fake = FakeNetSuite(
+        make_rows(1_550), total_cap=1_000, has_more_within_cap=True, result_cap=1_000, omit=omit
+    )
+    extract = SuiteQLExtract(fake, QUERY, strategy="offset", result_cap=1_000, page_size=100)
+    assert ids_of(extract_all(extract)) == list(range(1, 1_551))
+    assert max(fake.offsets) == 900
+    assert sum(keyset_predicate(("id",)) in q for q in fake.queries) == 6  # 5 full pages, 1 short
+
+
+def test_exactly_the_cap_costs_one_empty_key_ordered_page():
+    fake = FakeNetSuite(make_rows(1_000), omit=("totalResults",), result_cap=1_000)
+    extract = SuiteQLExtract(fake, QUERY, result_cap=1_000, page_size=100)
+    assert ids_of(extract_all(extract)) == list(range(1, 1_001))
+    assert len(fake.queries) == 11
+    assert keyset_predicate(("id",)) in fake.queries[-1]
 
 
 def test_auto_with_capped_total_and_text_key_uses_keyset():
