@@ -229,6 +229,7 @@ class NetSuiteClient:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._counts = {"requests": 0, "retries": 0, "throttled": 0, "unauthorized": 0}
+        self._signed_in = False  # a request with these credentials has succeeded
         self.auth: ClientCredentialsAuth | TokenBasedAuth
         if config.is_tba:
             self.auth = TokenBasedAuth(config, secret_masker=secret_masker)
@@ -402,12 +403,49 @@ class NetSuiteClient:
             if response.status_code != 401 or concurrency_refusal_code(response):
                 return response
             self._count("unauthorized")
+        if self.config.is_tba and self._signed_in:
+            self._retry_tba_login_refusal(method, path, response)
         error = parse_error_response(response)
+        concurrency = (
+            " Under TBA NetSuite also answers 401 when the account's concurrency limit is exceeded: if the "
+            "credentials are right, lower max_concurrency or the Airflow pool's slots."
+            if self.config.is_tba
+            else ""
+        )
         raise NetSuiteAuthError(
             f"NetSuite refused the credentials for {self.auth.identity()} (401 to {method} {path}"
             f"{', with a freshly minted token' if state['reauthenticated'] else ''}): {error}. "
-            f"{self.auth.unauthorized_hint}"
+            f"{self.auth.unauthorized_hint}{concurrency}"
         )
+
+    def _retry_tba_login_refusal(self, method: str, path: str, response: requests.Response) -> None:
+        """Back off and repeat a TBA 401 that is likely the account's concurrency limit in disguise.
+
+        Under TBA, NetSuite has been seen answering requests over the concurrency limit with a plain 401
+        ``INVALID_LOGIN``. Called once a request of this client has succeeded, so the credentials are known
+        good: the 401 is treated like a 429 for the whole retry budget. Before any success a 401 is refused
+        credentials at once, since no retry can fix a wrong secret.
+
+        :raises _Retryable: always, to send the request again.
+        """
+        self._count("throttled")
+        self.governor.on_throttled()
+        error = parse_error_response(response, NetSuiteConcurrencyLimitError)
+        final = error.reworded(
+            f"NetSuite account {self.config.account_id} kept answering 401 {error.code or 'INVALID_LOGIN'} "
+            f"to {method} {path} although earlier requests with the same token-based credentials "
+            "succeeded. Under TBA, NetSuite reports its concurrency limit this way, and the retries ran "
+            "out: lower max_concurrency, or run these tasks in an Airflow pool with fewer slots. If the "
+            f"token was revoked in the meantime: {self.auth.unauthorized_hint}",
+            NetSuiteConcurrencyLimitError,
+        )
+        log.info(
+            "NetSuite answered 401 to %s %s under TBA, which can mean the account's concurrency limit; "
+            "backing off and repeating it",
+            method,
+            path,
+        )
+        raise _Retryable("HTTP 401 under TBA (possibly the concurrency limit)", final)
 
     def _send(
         self, method: str, url: str, path: str, kwargs: dict[str, Any], retry_transient: bool
@@ -462,6 +500,7 @@ class NetSuiteClient:
             raise parse_error_response(response, NetSuiteAPIError)
         if expected.json:
             self._check_body(response, method, path, expected)
+        self._signed_in = True
         self.governor.on_success()
         return response
 

@@ -29,6 +29,8 @@ What each kind sends:
 * ``truncate``: a complete 200 ``application/json`` response whose body stops in the middle of the JSON.
 * ``html``: an HTML maintenance page with ``html_status`` (503 by default, 200 is allowed).
 * ``slow``: the normal answer, after ``slow_seconds`` spent counted in flight against the concurrency limit.
+* ``login``: NetSuite's 401 ``INVALID_LOGIN`` body and ``WWW-Authenticate`` header, as users of other tools
+  see the concurrency limit reported under TBA. Not in the default mix: name it in ``kinds``.
 
 Bodies of ``reset`` and ``truncate`` are made up (a SuiteQL-like page), not cut from the real answer.
 ``token_early_expiry_seconds`` makes access tokens fail with 401 ``INVALID_LOGIN`` that many seconds
@@ -68,6 +70,8 @@ log = logging.getLogger(__name__)
 
 ENVIRONMENT_VARIABLE = "NETSUITE_EMULATOR_FAULTS"
 FAULT_KINDS = ("429", "500", "502", "503", "reset", "truncate", "html", "slow")
+# Kinds injected only when ``kinds`` names them.
+OPT_IN_KINDS = ("login",)
 # Kinds that make sense on the token endpoint when ``token_endpoint`` is true.
 TOKEN_ENDPOINT_KINDS = ("429", "500", "502", "503", "html", "reset")
 MUTATION_MODES = ("update", "insert", "delete")
@@ -270,10 +274,11 @@ def _kinds(spec: dict[str, Any]) -> tuple[tuple[str, float], ...]:
         return FaultPlan.kinds
     if not isinstance(weights, dict):
         raise ValueError("faults.kinds must map kinds to weights")
-    unknown = sorted(str(kind) for kind in set(weights) - set(FAULT_KINDS))
+    known = FAULT_KINDS + OPT_IN_KINDS
+    unknown = sorted(str(kind) for kind in set(weights) - set(known))
     if unknown:
-        raise ValueError(f"unknown fault kind(s) {', '.join(unknown)}; use {', '.join(FAULT_KINDS)}")
-    kinds = tuple((kind, _number(f"kinds.{kind}", weights[kind])) for kind in FAULT_KINDS if kind in weights)
+        raise ValueError(f"unknown fault kind(s) {', '.join(unknown)}; use {', '.join(known)}")
+    kinds = tuple((kind, _number(f"kinds.{kind}", weights[kind])) for kind in known if kind in weights)
     if not any(weight > 0 for _, weight in kinds):
         raise ValueError("faults.kinds needs at least one positive weight")
     return kinds
@@ -299,7 +304,7 @@ class _Run:
             chance, pick = self._random.random(), self._random.random()
             if chance >= self.plan.rate:
                 return None
-            allowed = TOKEN_ENDPOINT_KINDS if token_endpoint else FAULT_KINDS
+            allowed = TOKEN_ENDPOINT_KINDS if token_endpoint else FAULT_KINDS + OPT_IN_KINDS
             kind = _weighted([(name, weight) for name, weight in self.plan.kinds if name in allowed], pick)
             if kind is not None:
                 self.injected += 1
@@ -411,6 +416,8 @@ class FaultInjector:
             return unexpected_error_response()
         if kind in ("502", "503"):
             return proxy_error_response(int(kind))
+        if kind == "login":
+            return errors.invalid_login_response(self.context.account_id)
         if kind == "html":
             return maintenance_page_response(plan.html_status)
         body = _page_body(str(request.url))

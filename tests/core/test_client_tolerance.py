@@ -194,13 +194,48 @@ def test_tba_401_with_a_concurrency_code_is_retried(recorder):
     assert client.stats.throttled == 2
 
 
-def test_tba_401_invalid_login_still_fails_at_once(recorder):
+def test_tba_401_before_any_success_fails_at_once_naming_both_causes(recorder):
     fake = _TBAFake()
-    fake.data_script.append((401, _refusal(401, "INVALID_LOGIN", top_level=False)))
-    with pytest.raises(NetSuiteAuthError):
+    fake.data_script.extend([(401, _refusal(401, "INVALID_LOGIN", top_level=False))] * 5)
+    with pytest.raises(NetSuiteAuthError) as info:
         _tba_client(fake, recorder).request("GET", "/x")
-    assert len(fake.data_requests) == 1
+    assert len(fake.data_requests) == 1  # no retry can fix a wrong secret
     assert recorder.waits == []
+    message = str(info.value)
+    assert "concurrency limit" in message
+    assert "consumer key ck-abc" in message
+    assert "ts-secret-3" not in message
+    assert "cs-secret-1" not in message
+
+
+def test_tba_401_after_a_success_is_backed_off_like_a_429(recorder):
+    # Other tools see the concurrency limit arrive as a plain login error under TBA (field case 13).
+    fake = _TBAFake()
+    fake.data_script.extend([(200, {"ok": 1})] + [(401, _refusal(401, "INVALID_LOGIN", top_level=False))] * 5)
+    client = _tba_client(fake, recorder, max_concurrency=4)
+    client.request("GET", "/first")
+    assert client.request_json("GET", "/second") == {"ok": True}
+    assert len(fake.data_requests) == 7
+    assert len(recorder.waits) == 5
+    assert client.stats.throttled == 5
+    assert client.governor.limit < 4
+
+
+def test_tba_401_after_a_success_that_persists_says_concurrency(recorder):
+    fake = _TBAFake()
+    fake.data_script.extend(
+        [(200, {"ok": 1})] + [(401, _refusal(401, "INVALID_LOGIN", top_level=False))] * 20
+    )
+    client = _tba_client(fake, recorder, retry=RetryPolicy(max_attempts=4))
+    client.request("GET", "/first")
+    with pytest.raises(NetSuiteConcurrencyLimitError) as info:
+        client.request("GET", "/second")
+    assert len(fake.data_requests) == 1 + 4
+    message = str(info.value)
+    assert "concurrency limit" in message
+    assert "401 INVALID_LOGIN" in message
+    assert "max_concurrency" in message
+    assert info.value.status == 401
 
 
 # --- Token endpoint answers: token_type null, 429 with Retry-After -----------------------------------

@@ -103,6 +103,18 @@ def test_429_without_retry_after_by_default(emulator, headers):
     assert "Retry-After" not in response.headers
 
 
+def test_login_is_netsuite_invalid_login_and_only_when_named(emulator, headers):
+    emulator.configure(faults={"fail_next": 1, "kind": "login"})
+
+    response = limits(emulator, headers)
+
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    assert response.json()["o:errorDetails"][0]["o:errorCode"] == "INVALID_LOGIN"
+    assert limits(emulator, headers).status_code == 200
+    assert "login" not in dict(faults.FaultPlan.from_dict({"rate": 0.5}).kinds)
+
+
 def test_500_is_netsuite_unexpected_error(emulator, headers):
     emulator.configure(faults={"fail_next": 2, "kind": "500"})
 

@@ -19,6 +19,7 @@ from airflow_provider_netsuite.core.config import ConnectionConfig
 from airflow_provider_netsuite.core.errors import NetSuiteConcurrencyLimitError, NetSuiteTransientError
 from airflow_provider_netsuite.core.suiteql import SuiteQLExtract, SuiteQLExtractError
 from airflow_provider_netsuite.operators.suiteql import NetSuiteSuiteQLOperator
+from tests.conftest import TBA_EXTRA
 from tests.reliability.conftest import ALL_KINDS, FAULT_MIX, PATIENT_RETRIES, files_in, use_connection
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fast_backoff")]
@@ -221,3 +222,27 @@ def test_rows_changing_during_an_extract_stop_it_instead_of_writing_a_wrong_file
         run_extract(monkeypatch, module_extra, output, "SELECT id FROM rel_moving", max_concurrency=1)
 
     assert files_in(tmp_path) == []
+
+
+def test_tba_concurrency_reported_as_login_errors_loses_and_repeats_no_page(module_emulator, big_table):
+    """Under TBA, 30 % of answers are a plain 401 INVALID_LOGIN (how other tools see the limit there)."""
+    credentials = module_emulator.register_tba({**TBA_EXTRA, "consumer_key": "ck-reliability"})
+    config = ConnectionConfig.from_extra(
+        {
+            **credentials,
+            "account_id": module_emulator.account_id,
+            "base_url": module_emulator.base_url,
+            **PATIENT_RETRIES,
+        }
+    )
+    with NetSuiteClient(config, max_concurrency=4) as client:
+        client.suiteql_page("SELECT id FROM rel_extract WHERE id = 1", limit=1)  # the credentials work
+        module_emulator.configure(faults={"seed": 5, "rate": 0.3, "kinds": {"login": 1}})
+        extract = SuiteQLExtract(client, "SELECT id FROM rel_extract WHERE id <= 20000", page_size=500)
+        ids = [int(row["id"]) for page in extract.pages() for row in page]
+        stats = client.stats
+
+    assert ids == list(range(1, 20_001))
+    injected = module_emulator.stats()["faults_injected"].get("login", 0)
+    assert injected > 0
+    assert stats.throttled == injected
