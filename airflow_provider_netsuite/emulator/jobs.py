@@ -124,7 +124,7 @@ class JobStore:
         """Create a job with one task per operation and start running it in the background.
 
         :param runner: called once per operation, in a background thread.
-        :param location_base: URL prefix of job locations, ending in ``/job``.
+        :param location_base: prefix of job locations, ending in ``/job`` (a path, as NetSuite sends).
         :param parallel: run the tasks on several threads instead of one after another.
         :param idempotency_key: refuse the job if an earlier one used the same key.
         :raises DuplicateIdempotencyKey: carrying the earlier job.

@@ -1348,7 +1348,7 @@ def _submit(
         job = service.jobs.submit(
             operations,
             service.run_task,
-            location_base=f"{_base_url(request)}{JOB_PATH}",
+            location_base=JOB_PATH,  # NetSuite's job Location is a path: /services/rest/async/v1/job/<id>
             parallel=parallel,
             idempotency_key=idempotency_key,
         )
