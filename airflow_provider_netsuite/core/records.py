@@ -1105,8 +1105,10 @@ class RecordWriter:
             for name in ("externalId", self.external_id_field, "id"):
                 body.pop(name, None)
         elif self.mode == "create":
+            body.pop("id", None)  # read-only: NetSuite assigns it and refuses a body that sets it
             if record.get(self.external_id_field) not in (None, ""):
                 key = check_external_id(record[self.external_id_field])
+                body.pop(self.external_id_field, None)
                 body["externalId"] = key
         else:
             if record.get(self.id_field) in (None, ""):

@@ -268,6 +268,18 @@ def test_upsert_drops_the_external_id_field_and_a_read_only_id(tmp_path):
     assert call.body() == {"companyName": "Acme"}
 
 
+def test_create_drops_a_read_only_id_and_sends_the_external_id_field_as_external_id(tmp_path):
+    fake = FakeRecordService()
+    record = {"ext_id": "CUST-9", "id": "5", "companyName": "Acme"}
+
+    result = writer(fake, tmp_path, mode="create", external_id_field="ext_id").write([record])
+
+    assert result.succeeded == 1
+    [call] = fake.write_calls()
+    assert (call.method, call.path) == ("POST", "/services/rest/record/v1/customer")
+    assert call.body() == {"companyName": "Acme", "externalId": "CUST-9"}
+
+
 def test_batch_upsert_item_carries_the_external_id_once(tmp_path):
     fake = FakeRecordService()
     record = {"ext_id": "CUST-1", "id": "5", "companyName": "Acme"}
