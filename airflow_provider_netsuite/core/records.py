@@ -843,7 +843,10 @@ class BatchSender:
         if progress == "succeeded":
             outcome.succeeded.append((prepared, _record_id(body)))
             return
-        if progress != "failed":
+        # NetSuite documents "succeeded" only: a completed task with any other progress ("failed",
+        # "error"...) has its error in its result.
+        ended_otherwise = _truthy(body.get("completed")) and progress not in ("", "pending", "running")
+        if progress != "failed" and not ended_otherwise:
             detail = f"the batch task {task} ended as {progress or 'unknown'}; check this record in NetSuite"
             outcome.failed.append(
                 failure_entry(

@@ -75,6 +75,7 @@ class FakeRecordService:
     :param crash_after: raise :class:`SimulatedCrash` on every write request after this many writes.
     :param crash_applies: when crashing, apply the write first (the answer is lost, not the write).
     :param job_polls: GETs of a job before it reports ``completed``.
+    :param failed_progress: the ``progress`` of a task whose record failed (NetSuite documents no value).
     """
 
     permanent: dict[str, tuple[int, str, str, str | None]] = field(default_factory=dict)
@@ -83,6 +84,7 @@ class FakeRecordService:
     crash_after: int | None = None
     crash_applies: bool = False
     job_polls: int = 1
+    failed_progress: str = "failed"
     status_on_success: int = 204
     records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     external: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -271,7 +273,7 @@ class FakeRecordService:
                     }
                 ],
             }
-            return {"progress": "failed", "result": error}
+            return {"progress": self.failed_progress, "result": error}
         return {"progress": "succeeded"}
 
     def _get(self, path: str) -> requests.Response:

@@ -280,6 +280,23 @@ def test_create_drops_a_read_only_id_and_sends_the_external_id_field_as_external
     assert call.body() == {"companyName": "Acme", "externalId": "CUST-9"}
 
 
+@pytest.mark.parametrize("progress", ["failed", "error", "FAILED"])
+def test_batch_task_ended_otherwise_than_succeeded_reports_netsuite_error(tmp_path, progress):
+    # NetSuite documents "succeeded" only; whatever a completed failed task says, its result has the error.
+    fake = FakeRecordService(
+        permanent={"CUST-2": (400, "USER_ERROR", "Record is locked by a workflow.", None)},
+        failed_progress=progress,
+    )
+    records = [{"externalId": f"CUST-{n}", "companyName": f"C{n}"} for n in range(1, 4)]
+
+    result = writer(fake, tmp_path, batch=True).write(records)
+
+    assert (result.succeeded, result.failed) == (2, 1)
+    [entry] = read_report(tmp_path)
+    assert (entry["key"], entry["code"]) == ("CUST-2", "USER_ERROR")
+    assert entry["detail"] == "Record is locked by a workflow."
+
+
 def test_batch_upsert_item_carries_the_external_id_once(tmp_path):
     fake = FakeRecordService()
     record = {"ext_id": "CUST-1", "id": "5", "companyName": "Acme"}
