@@ -4,9 +4,9 @@ A query is tokenised and parsed with sqlglot (Oracle dialect), checked against S
 no ``WITH``, no date literals and no date compared with plain text, ``||`` and not ``+`` for text, ANSI
 and Oracle joins not mixed, no square brackets, at most 1000 ``IN`` arguments, known tables), rewritten
 for SQLite and run there. Oracle functions SQLite lacks (``TO_CHAR``, ``TO_DATE``, ``TO_TIMESTAMP``,
-``SYSDATE``, Oracle's null-tolerant ``||``, Oracle's ``+`` that refuses text which is not a
-number) are SQLite functions registered on each connection, and
-``BUILTIN.DF`` becomes a lookup of the referenced record's name.
+``SYSDATE``, Oracle's null-tolerant ``||``) are SQLite functions registered on each connection, and so
+are ``+`` and ``-``: they add numbers (text only when it is a number) or a date and days, the operands
+typed from the query. ``BUILTIN.DF`` becomes a lookup of the referenced record's name.
 
 Values come back as NetSuite renders them: strings, ``T``/``F`` booleans, dates in the user's date format
 with the time dropped, null values left out, keys in lower case and ``"links": []`` first in every item.
@@ -52,7 +52,11 @@ _DAY_CACHE_SIZE = 100_000
 
 # Oracle functions SQLite lacks, renamed before parsing so sqlglot keeps their format strings verbatim.
 _RENAMED_FUNCTIONS = {"TO_CHAR": "NS_TO_CHAR", "TO_DATE": "NS_TO_DATE", "TO_TIMESTAMP": "NS_TO_TIMESTAMP"}
-_DATE_FUNCTIONS = frozenset({"NS_TO_DATE", "NS_TO_TIMESTAMP", "NS_SYSDATE"})
+_DATE_FUNCTIONS = frozenset({"NS_TO_DATE", "NS_TO_TIMESTAMP", "NS_SYSDATE", "NS_DATE_ADD"})
+# Text Oracle converts to a number for arithmetic.
+_NUMBER_TEXT = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+# Arguments sqlglot sets on an ANSI join (a comma join has none of them).
+_ANSI_JOIN_PARTS = ("side", "kind", "on", "using", "method")
 _FORBIDDEN_NODES = (exp.With, exp.CTE, exp.Insert, exp.Update, exp.Delete, exp.Create, exp.Drop, exp.Command)
 _SIMPLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]*$")
 _STAMP_TEXT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?: (\d{2}):(\d{2}):(\d{2}))?$")
@@ -324,33 +328,57 @@ def _to_timestamp(value: Any, model: str | None = None) -> str | None:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _operand_number(value: Any) -> int | float:
-    """Return ``value`` as a number the way Oracle converts a ``+`` operand, or raise "invalid number"."""
-    if isinstance(value, (int, float)):
+def _operand_number(value: Any) -> int | float | None:
+    """Return an arithmetic operand as Oracle converts it: a number, ``None`` for null or ``''``.
+
+    :raises _FunctionError: "invalid number" for text that is not a number (SuiteQL concatenates with ``||``).
+    """
+    if value is None or isinstance(value, (int, float)):
         return value
     text = str(value).strip()
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
+    if not text:
+        return None  # Oracle's empty string is null
+    if not _NUMBER_TEXT.match(text):
         raise _FunctionError(
             f"{DETAIL_PREFIX}Search error occurred: Invalid number: '{value}'. "
-            "Text is concatenated with ||, not +."
-        ) from None
+            "Text is concatenated with ||, not + or -."
+        )
+    number = float(text) if any(mark in text for mark in ".eE") else int(text)
+    return _storable(number)
 
 
-def _add(left: Any, right: Any) -> Any:
-    """Add as Oracle does: numbers (text converted), or a date plus a number of days."""
-    if left is None or right is None:
+def _storable(number: int | float) -> int | float:
+    """Return ``number`` as SQLite can hold it: integers beyond 64 bits become floats."""
+    if isinstance(number, int) and not -(2**63) <= number < 2**63:
+        return float(number)
+    return number
+
+
+def _add(left: Any, right: Any) -> int | float | None:
+    left, right = _operand_number(left), _operand_number(right)
+    return None if left is None or right is None else _storable(left + right)
+
+
+def _subtract(left: Any, right: Any) -> int | float | None:
+    left, right = _operand_number(left), _operand_number(right)
+    return None if left is None or right is None else _storable(left - right)
+
+
+def _date_add(date: Any, days: Any) -> str | None:
+    """Add a number of days (a fraction too) to a date, as Oracle's ``date + n`` does."""
+    moment, days = _moment_from_value(date), _operand_number(days)
+    if moment is None or days is None:
         return None
-    for date, days in ((left, right), (right, left)):
-        moment = _moment_from_value(date)
-        if moment is not None:
-            return (moment + timedelta(days=_operand_number(days))).strftime("%Y-%m-%d %H:%M:%S")
-    return _operand_number(left) + _operand_number(right)
+    return (moment + timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _date_difference(left: Any, right: Any) -> int | float | None:
+    """Return ``left - right`` of two dates in days, as Oracle does."""
+    first, second = _moment_from_value(left), _moment_from_value(right)
+    if first is None or second is None:
+        return None
+    days = (first - second).total_seconds() / 86400
+    return int(days) if days.is_integer() else days
 
 
 def _concat(left: Any, right: Any) -> str | None:
@@ -450,37 +478,40 @@ def _check_joins(tree: exp.Expression) -> None:
     """Refuse a ``FROM`` list that mixes ANSI joins (``JOIN ... ON``) with Oracle's comma joins."""
     for select in tree.find_all(exp.Select):
         joins = select.args.get("joins") or []
-        ansi = [any(join.args.get(part) for part in ("side", "kind", "on", "using")) for join in joins]
+        ansi = [any(join.args.get(part) for part in _ANSI_JOIN_PARTS) for join in joins]
         if any(ansi) and not all(ansi):
             raise SuiteQLError(UNSUPPORTED_SEARCH)
 
 
 def _check_text_arithmetic(tree: exp.Expression) -> None:
-    """Refuse ``+`` on a text literal that is not a number: SuiteQL concatenates with ``||``.
+    """Refuse ``+`` or ``-`` on a text literal that is not a number: SuiteQL concatenates with ``||``.
 
     Text that only the data holds (a column, a concatenation) is refused when the query runs (``NS_ADD``).
     """
-    for add in tree.find_all(exp.Add):
-        for operand in (add.this, add.expression):
-            if isinstance(operand, exp.Literal) and operand.is_string and not _is_number_text(operand.this):
+    for node in tree.find_all(exp.Add, exp.Sub):
+        for operand in (node.this, node.expression):
+            operand = operand.unnest()
+            text = operand.this if isinstance(operand, exp.Literal) and operand.is_string else None
+            if text and not _NUMBER_TEXT.match(text.strip()):
                 raise SuiteQLError(
-                    f"{DETAIL_PREFIX}Search error occurred: Invalid number: '{operand.this}'. "
-                    "Text is concatenated with ||, not +."
+                    f"{DETAIL_PREFIX}Search error occurred: Invalid number: '{text}'. "
+                    "Text is concatenated with ||, not + or -."
                 )
 
 
-def _is_number_text(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _check_date_comparisons(tree: exp.Expression, date_columns: frozenset[str]) -> None:
+def _check_date_comparisons(tree: exp.Expression, schema: _Schema) -> None:
     """Refuse a date compared with plain text: SuiteQL filters dates with ``TO_DATE``/``TO_TIMESTAMP``."""
-    for side, other in _compared_pairs(tree):
-        if _is_date_valued(side, date_columns) and isinstance(other, exp.Literal) and other.is_string:
+    names: dict[int, frozenset[str]] = {}
+    for node, side, other in _compared_pairs(tree):
+        other = other.unnest()
+        if not (isinstance(other, exp.Literal) and other.is_string and other.this):
+            continue  # '' is null in Oracle: comparing with it is valid and matches nothing
+        select = node.find_ancestor(exp.Select)
+        if select is None:
+            continue
+        if id(select) not in names:
+            names[id(select)] = _date_names(select, schema)
+        if _is_date_valued(side, names[id(select)]):
             raise SuiteQLError(
                 f"{DETAIL_PREFIX}Search error occurred: '{side.sql('oracle')}' is a date and "
                 f"'{other.this}' is text; compare it with TO_DATE('{other.this}', '<format>') or "
@@ -488,16 +519,120 @@ def _check_date_comparisons(tree: exp.Expression, date_columns: frozenset[str]) 
             )
 
 
-def _compared_pairs(tree: exp.Expression) -> Iterator[tuple[exp.Expression, exp.Expression]]:
-    """Yield ``(operand, what it is compared with)`` for every comparison, ``BETWEEN`` and ``IN``."""
+def _compared_pairs(tree: exp.Expression) -> Iterator[tuple[exp.Expression, exp.Expression, exp.Expression]]:
+    """Yield ``(comparison, operand, what it is compared with)``, both ways round, for every comparison,
+    ``BETWEEN`` and ``IN`` list."""
     for node in tree.find_all(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between, exp.In):
         if isinstance(node, exp.Between):
-            yield from ((node.this, node.args.get(bound)) for bound in ("low", "high"))
+            operands = [node.this, node.args.get("low"), node.args.get("high")]
+            pairs = [(node.this, bound) for bound in operands[1:]]
         elif isinstance(node, exp.In):
-            yield from ((node.this, value) for value in node.expressions)
+            pairs = [(node.this, value) for value in node.expressions]
         else:
-            yield node.this, node.expression
-            yield node.expression, node.this
+            pairs = [(node.this, node.expression)]
+        for left, right in pairs:
+            if left is not None and right is not None:
+                yield node, left, right
+                yield node, right, left
+
+
+# --- date typing: which expressions hold dates ----------------------------------------------------------
+
+
+def _date_names(select: exp.Select, schema: _Schema) -> frozenset[str]:
+    """Return the names of the date-valued columns a ``SELECT`` can read from its ``FROM`` and joins.
+
+    A table contributes its columns declared as dates; a derived table (a subquery) its date-valued
+    outputs, so a text alias such as ``TO_CHAR(d, ...) AS d`` is not taken for a date.
+    """
+    from_ = select.args.get("from_") or select.args.get("from")
+    sources = ([from_.this] if from_ else []) + [join.this for join in select.args.get("joins") or []]
+    names: set[str] = set()
+    for source in sources:
+        if isinstance(source, exp.Table):
+            columns = schema.tables.get(source.name.lower(), {})
+            names.update(column for column, kind in columns.items() if kind.startswith("nsdate"))
+        elif isinstance(source, exp.Subquery):
+            names.update(_output_date_names(source.this, schema))
+    return frozenset(names)
+
+
+def _output_date_names(query: exp.Expression, schema: _Schema) -> frozenset[str]:
+    """Return the output names of a query whose values are dates (``*`` passes its sources' on)."""
+    query = query.unnest()
+    while isinstance(query, exp.SetOperation):
+        query = query.this.unnest()
+    if not isinstance(query, exp.Select):
+        return frozenset()
+    visible = _date_names(query, schema)
+    names: set[str] = set()
+    for projection in query.expressions:
+        value = projection.this if isinstance(projection, exp.Alias) else projection
+        if _is_star(value):
+            names.update(visible)
+        elif _is_date_valued(value, visible):
+            names.add(projection.alias_or_name.lower())
+    return frozenset(names)
+
+
+def _is_star(node: exp.Expression) -> bool:
+    return isinstance(node, exp.Star) or (isinstance(node, exp.Column) and isinstance(node.this, exp.Star))
+
+
+def _is_date_valued(node: exp.Expression, names: frozenset[str]) -> bool:
+    """Tell whether an expression holds a date, given the date-valued column names in its scope."""
+    node = node.unnest()
+    if isinstance(node, exp.Column):
+        return not _is_star(node) and node.name.lower() in names
+    if isinstance(node, (exp.CurrentTimestamp, exp.CurrentDate)):
+        return True
+    if isinstance(node, exp.Add):
+        return _is_date_valued(node.this, names) != _is_date_valued(node.expression, names)
+    if isinstance(node, exp.Sub):
+        return _is_date_valued(node.this, names) and not _is_date_valued(node.expression, names)
+    if isinstance(node, exp.Anonymous):
+        return node.name.upper() in _DATE_FUNCTIONS
+    if isinstance(node, (exp.Max, exp.Min)):
+        return _is_date_valued(node.this, names)
+    if isinstance(node, exp.Coalesce):
+        return any(_is_date_valued(argument, names) for argument in (node.this, *node.expressions))
+    return False
+
+
+def _rewrite_arithmetic(tree: exp.Expression, schema: _Schema) -> None:
+    """Replace ``+`` and ``-`` by functions that add as Oracle does: numbers, or dates and days.
+
+    Operands are typed from the query (a date column, ``SYSDATE``, ``TO_DATE``...), not from the values,
+    so text that looks like a date is still refused as "invalid number".
+    """
+    names: dict[int, frozenset[str]] = {}
+    for node in reversed(list(tree.find_all(exp.Add, exp.Sub, bfs=False))):
+        select = node.find_ancestor(exp.Select)
+        if select is not None and id(select) not in names:
+            names[id(select)] = _date_names(select, schema)
+        visible = names.get(id(select), frozenset()) if select is not None else frozenset()
+        left, right = node.this, node.expression
+        left_date, right_date = _is_date_valued(left, visible), _is_date_valued(right, visible)
+        if isinstance(node, exp.Add):
+            if left_date and right_date:
+                raise SuiteQLError(UNSUPPORTED_SEARCH)
+            if left_date or right_date:
+                date, days = (left, right) if left_date else (right, left)
+                node.replace(_call("NS_DATE_ADD", date, days))
+            else:
+                node.replace(_call("NS_ADD", left, right))
+        elif left_date and right_date:
+            node.replace(_call("NS_DATE_DIFFERENCE", left, right))
+        elif left_date:
+            node.replace(_call("NS_DATE_ADD", left, exp.Neg(this=exp.Paren(this=right))))
+        elif right_date:
+            raise SuiteQLError(UNSUPPORTED_SEARCH)
+        else:
+            node.replace(_call("NS_SUBTRACT", left, right))
+
+
+def _call(name: str, *arguments: exp.Expression) -> exp.Anonymous:
+    return exp.Anonymous(this=name, expressions=list(arguments))
 
 
 def _rename_functions(query: str, tokens: Sequence) -> str:
@@ -659,8 +794,6 @@ def _display_value(argument: exp.Expression) -> exp.Expression:
 
 def _rewrite_functions(tree: exp.Expression) -> None:
     """Replace Oracle constructs SQLite lacks with registered functions or equivalent SQL."""
-    for node in list(tree.find_all(exp.Add)):
-        node.replace(exp.Anonymous(this="NS_ADD", expressions=[node.this, node.expression]))
     for node in list(tree.find_all(exp.Dot, exp.CurrentTimestamp, exp.CurrentDate, exp.DPipe)):
         if isinstance(node, exp.Dot):
             function = node.expression
@@ -677,22 +810,6 @@ def _rewrite_functions(tree: exp.Expression) -> None:
             node.replace(exp.Anonymous(this="NS_SYSDATE", expressions=[]))
 
 
-def _is_date_valued(node: exp.Expression, date_columns: frozenset[str]) -> bool:
-    if isinstance(node, exp.Column):
-        return node.name.lower() in date_columns
-    if isinstance(node, (exp.CurrentTimestamp, exp.CurrentDate)):
-        return True
-    if isinstance(node, exp.Add):
-        return _is_date_valued(node.this, date_columns) or _is_date_valued(node.expression, date_columns)
-    if isinstance(node, exp.Anonymous) and node.name.upper() == "NS_ADD":
-        return any(_is_date_valued(argument, date_columns) for argument in node.expressions)
-    if isinstance(node, exp.Anonymous):
-        return node.name.upper() in _DATE_FUNCTIONS
-    if isinstance(node, (exp.Max, exp.Min, exp.Coalesce)):
-        return _is_date_valued(node.this, date_columns)
-    return False
-
-
 def _name_outputs(tree: exp.Expression, schema: _Schema) -> frozenset[str]:
     """Name unaliased expressions ``expr1``, ``expr2``...; return the output keys that hold dates."""
     select = tree
@@ -700,16 +817,19 @@ def _name_outputs(tree: exp.Expression, schema: _Schema) -> frozenset[str]:
         select = select.this
     if not isinstance(select, exp.Select):
         return frozenset()
-    date_columns, date_keys, counter = schema.date_columns(), set(), 0
+    visible, date_keys, counter = _date_names(select, schema), set(), 0
     for projection in list(select.expressions):
         inner = projection.this if isinstance(projection, exp.Alias) else projection
-        if isinstance(projection, (exp.Star, exp.Column, exp.Alias)) or isinstance(inner, exp.Star):
+        if _is_star(inner):
+            date_keys.update(visible)
+            continue
+        if isinstance(projection, (exp.Column, exp.Alias)):
             key = projection.alias_or_name.lower()
         else:
             counter += 1
             key = f"expr{counter}"
             projection.replace(exp.alias_(projection.copy(), key))
-        if _is_date_valued(inner, date_columns):
+        if _is_date_valued(inner, visible):
             date_keys.add(key)
     return frozenset(date_keys)
 
@@ -742,15 +862,6 @@ def _to_sqlite(tree: exp.Expression) -> str:
         raise SuiteQLError(UNSUPPORTED_SEARCH) from error
 
 
-def _scope_date_columns(scope: dict[str, str], schema: _Schema) -> frozenset[str]:
-    return frozenset(
-        column
-        for table in set(scope.values())
-        for column, kind in schema.tables[table].items()
-        if kind.startswith("nsdate")
-    )
-
-
 def translate(query: str, schema: _Schema) -> _Plan:
     """Check a SuiteQL query and translate it to SQLite; raise :class:`SuiteQLError` as NetSuite would."""
     tree = _parse(query)
@@ -758,9 +869,10 @@ def translate(query: str, schema: _Schema) -> _Plan:
     placeholders = _check_shape(tree)
     _check_joins(tree)
     _check_text_arithmetic(tree)
-    _check_date_comparisons(tree, _scope_date_columns(scope, schema))
+    _check_date_comparisons(tree, schema)
     _quote_identifiers(tree, scope, schema)
     _rewrite_rownum(tree)
+    _rewrite_arithmetic(tree, schema)
     _rewrite_functions(tree)
     date_keys = _name_outputs(tree, schema)
     sql = _to_sqlite(tree)
@@ -1027,6 +1139,9 @@ class SuiteQLEngine:
         connection.create_function("NS_TO_TIMESTAMP", -1, _reporting(_to_timestamp), deterministic=True)
         connection.create_function("NS_CONCAT", 2, _reporting(_concat), deterministic=True)
         connection.create_function("NS_ADD", 2, _reporting(_add), deterministic=True)
+        connection.create_function("NS_SUBTRACT", 2, _reporting(_subtract), deterministic=True)
+        connection.create_function("NS_DATE_ADD", 2, _reporting(_date_add), deterministic=True)
+        connection.create_function("NS_DATE_DIFFERENCE", 2, _reporting(_date_difference), deterministic=True)
         connection.create_function("NS_SYSDATE", 0, self._sysdate)
         with self._lock:
             self._connections.append(connection)
