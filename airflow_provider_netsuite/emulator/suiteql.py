@@ -436,14 +436,6 @@ class _Schema:
     version: int
     tables: dict[str, dict[str, str]]
 
-    def date_columns(self) -> frozenset[str]:
-        return frozenset(
-            column
-            for columns in self.tables.values()
-            for column, kind in columns.items()
-            if kind.startswith("nsdate")
-        )
-
 
 @dataclass(frozen=True)
 class _Plan:
@@ -501,17 +493,12 @@ def _check_text_arithmetic(tree: exp.Expression) -> None:
 
 def _check_date_comparisons(tree: exp.Expression, schema: _Schema) -> None:
     """Refuse a date compared with plain text: SuiteQL filters dates with ``TO_DATE``/``TO_TIMESTAMP``."""
-    names: dict[int, frozenset[str]] = {}
+    cache: dict[int, frozenset[str]] = {}
     for node, side, other in _compared_pairs(tree):
         other = other.unnest()
         if not (isinstance(other, exp.Literal) and other.is_string and other.this):
             continue  # '' is null in Oracle: comparing with it is valid and matches nothing
-        select = node.find_ancestor(exp.Select)
-        if select is None:
-            continue
-        if id(select) not in names:
-            names[id(select)] = _date_names(select, schema)
-        if _is_date_valued(side, names[id(select)]):
+        if _is_date_valued(side, _visible_date_names(node, schema, cache)):
             raise SuiteQLError(
                 f"{DETAIL_PREFIX}Search error occurred: '{side.sql('oracle')}' is a date and "
                 f"'{other.this}' is text; compare it with TO_DATE('{other.this}', '<format>') or "
@@ -524,8 +511,7 @@ def _compared_pairs(tree: exp.Expression) -> Iterator[tuple[exp.Expression, exp.
     ``BETWEEN`` and ``IN`` list."""
     for node in tree.find_all(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between, exp.In):
         if isinstance(node, exp.Between):
-            operands = [node.this, node.args.get("low"), node.args.get("high")]
-            pairs = [(node.this, bound) for bound in operands[1:]]
+            pairs = [(node.this, node.args.get(bound)) for bound in ("low", "high")]
         elif isinstance(node, exp.In):
             pairs = [(node.this, value) for value in node.expressions]
         else:
@@ -555,6 +541,18 @@ def _date_names(select: exp.Select, schema: _Schema) -> frozenset[str]:
         elif isinstance(source, exp.Subquery):
             names.update(_output_date_names(source.this, schema))
     return frozenset(names)
+
+
+def _visible_date_names(
+    node: exp.Expression, schema: _Schema, cache: dict[int, frozenset[str]]
+) -> frozenset[str]:
+    """Return :func:`_date_names` of the ``SELECT`` around ``node``, kept per ``SELECT`` in ``cache``."""
+    select = node.find_ancestor(exp.Select)
+    if select is None:
+        return frozenset()
+    if id(select) not in cache:
+        cache[id(select)] = _date_names(select, schema)
+    return cache[id(select)]
 
 
 def _output_date_names(query: exp.Expression, schema: _Schema) -> frozenset[str]:
@@ -605,12 +603,9 @@ def _rewrite_arithmetic(tree: exp.Expression, schema: _Schema) -> None:
     Operands are typed from the query (a date column, ``SYSDATE``, ``TO_DATE``...), not from the values,
     so text that looks like a date is still refused as "invalid number".
     """
-    names: dict[int, frozenset[str]] = {}
-    for node in reversed(list(tree.find_all(exp.Add, exp.Sub, bfs=False))):
-        select = node.find_ancestor(exp.Select)
-        if select is not None and id(select) not in names:
-            names[id(select)] = _date_names(select, schema)
-        visible = names.get(id(select), frozenset()) if select is not None else frozenset()
+    cache: dict[int, frozenset[str]] = {}
+    for node in reversed(list(tree.find_all(exp.Add, exp.Sub, bfs=False))):  # innermost first
+        visible = _visible_date_names(node, schema, cache)
         left, right = node.this, node.expression
         left_date, right_date = _is_date_valued(left, visible), _is_date_valued(right, visible)
         if isinstance(node, exp.Add):
