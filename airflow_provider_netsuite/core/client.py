@@ -428,8 +428,7 @@ class NetSuiteClient:
 
         :raises _Retryable: always, to send the request again.
         """
-        self._count("throttled")
-        self.governor.on_throttled()
+        self._throttled()
         error = parse_error_response(response, NetSuiteConcurrencyLimitError)
         final = error.reworded(
             f"NetSuite account {self.config.account_id} kept answering 401 {error.code or 'INVALID_LOGIN'} "
@@ -487,8 +486,7 @@ class NetSuiteClient:
         status = response.status_code
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if status == 429 or (status >= 400 and concurrency_refusal_code(response)):
-            self._count("throttled")
-            self.governor.on_throttled()
+            self._throttled()
             final = self._concurrency_error(response)
             raise _Retryable(f"HTTP {status} concurrency limit exceeded ({final.code})", final, retry_after)
         if status in RETRY_STATUSES:
@@ -530,6 +528,11 @@ class NetSuiteClient:
         if not expected.retry_transient:
             return final
         return _Retryable(f"incomplete answer: {problem}", final)
+
+    def _throttled(self) -> None:
+        """Count a concurrency refusal and lower the cap on requests in flight."""
+        self._count("throttled")
+        self.governor.on_throttled()
 
     def _concurrency_error(self, response: requests.Response) -> NetSuiteConcurrencyLimitError:
         parsed = parse_error_response(response, NetSuiteConcurrencyLimitError)

@@ -72,6 +72,7 @@ ENVIRONMENT_VARIABLE = "NETSUITE_EMULATOR_FAULTS"
 FAULT_KINDS = ("429", "500", "502", "503", "reset", "truncate", "html", "slow")
 # Kinds injected only when ``kinds`` names them.
 OPT_IN_KINDS = ("login",)
+INJECTABLE_KINDS = FAULT_KINDS + OPT_IN_KINDS
 # Kinds that make sense on the token endpoint when ``token_endpoint`` is true.
 TOKEN_ENDPOINT_KINDS = ("429", "500", "502", "503", "html", "reset")
 MUTATION_MODES = ("update", "insert", "delete")
@@ -274,11 +275,12 @@ def _kinds(spec: dict[str, Any]) -> tuple[tuple[str, float], ...]:
         return FaultPlan.kinds
     if not isinstance(weights, dict):
         raise ValueError("faults.kinds must map kinds to weights")
-    known = FAULT_KINDS + OPT_IN_KINDS
-    unknown = sorted(str(kind) for kind in set(weights) - set(known))
+    unknown = sorted(str(kind) for kind in set(weights) - set(INJECTABLE_KINDS))
     if unknown:
-        raise ValueError(f"unknown fault kind(s) {', '.join(unknown)}; use {', '.join(known)}")
-    kinds = tuple((kind, _number(f"kinds.{kind}", weights[kind])) for kind in known if kind in weights)
+        raise ValueError(f"unknown fault kind(s) {', '.join(unknown)}; use {', '.join(INJECTABLE_KINDS)}")
+    kinds = tuple(
+        (kind, _number(f"kinds.{kind}", weights[kind])) for kind in INJECTABLE_KINDS if kind in weights
+    )
     if not any(weight > 0 for _, weight in kinds):
         raise ValueError("faults.kinds needs at least one positive weight")
     return kinds
@@ -304,7 +306,7 @@ class _Run:
             chance, pick = self._random.random(), self._random.random()
             if chance >= self.plan.rate:
                 return None
-            allowed = TOKEN_ENDPOINT_KINDS if token_endpoint else FAULT_KINDS + OPT_IN_KINDS
+            allowed = TOKEN_ENDPOINT_KINDS if token_endpoint else INJECTABLE_KINDS
             kind = _weighted([(name, weight) for name, weight in self.plan.kinds if name in allowed], pick)
             if kind is not None:
                 self.injected += 1

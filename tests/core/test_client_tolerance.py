@@ -176,6 +176,10 @@ class _TBAFake(FakeNetSuite):
         return self._scripted(request, (200, {"ok": True}))
 
 
+#: NetSuite's 401 for refused credentials, as TBA users also see the concurrency limit reported.
+LOGIN_REFUSAL = _refusal(401, "INVALID_LOGIN", top_level=False)
+
+
 def _tba_client(fake: FakeNetSuite, recorder: Recorder, **kwargs) -> NetSuiteClient:
     session = requests.Session()
     session.mount("https://", fake)
@@ -196,7 +200,7 @@ def test_tba_401_with_a_concurrency_code_is_retried(recorder):
 
 def test_tba_401_before_any_success_fails_at_once_naming_both_causes(recorder):
     fake = _TBAFake()
-    fake.data_script.extend([(401, _refusal(401, "INVALID_LOGIN", top_level=False))] * 5)
+    fake.data_script.extend([(401, LOGIN_REFUSAL)] * 5)
     with pytest.raises(NetSuiteAuthError) as info:
         _tba_client(fake, recorder).request("GET", "/x")
     assert len(fake.data_requests) == 1  # no retry can fix a wrong secret
@@ -211,7 +215,7 @@ def test_tba_401_before_any_success_fails_at_once_naming_both_causes(recorder):
 def test_tba_401_after_a_success_is_backed_off_like_a_429(recorder):
     # Other tools see the concurrency limit arrive as a plain login error under TBA (field case 13).
     fake = _TBAFake()
-    fake.data_script.extend([(200, {"ok": 1})] + [(401, _refusal(401, "INVALID_LOGIN", top_level=False))] * 5)
+    fake.data_script.extend([(200, {"ok": 1})] + [(401, LOGIN_REFUSAL)] * 5)
     client = _tba_client(fake, recorder, max_concurrency=4)
     client.request("GET", "/first")
     assert client.request_json("GET", "/second") == {"ok": True}
@@ -223,9 +227,7 @@ def test_tba_401_after_a_success_is_backed_off_like_a_429(recorder):
 
 def test_tba_401_after_a_success_that_persists_says_concurrency(recorder):
     fake = _TBAFake()
-    fake.data_script.extend(
-        [(200, {"ok": 1})] + [(401, _refusal(401, "INVALID_LOGIN", top_level=False))] * 20
-    )
+    fake.data_script.extend([(200, {"ok": 1})] + [(401, LOGIN_REFUSAL)] * 20)
     client = _tba_client(fake, recorder, retry=RetryPolicy(max_attempts=4))
     client.request("GET", "/first")
     with pytest.raises(NetSuiteConcurrencyLimitError) as info:
